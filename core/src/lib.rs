@@ -1,0 +1,7 @@
+//! The Sensei air-gap bundle format (v1): what a bundle is, how it is written, signed and verified.
+//!
+//! Pure by design: no network, no printing, no command-line parsing. The bundler and the loader
+//! do I/O at their edges and call into this crate; progress leaves it through [`progress::Reporter`].
+#![forbid(unsafe_code)]
+
+pub mod digest;

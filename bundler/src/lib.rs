@@ -1,1 +1,15 @@
-//! Library of the bundler.
+//! The bundler: turns a bundle spec into one signed, content-addressed, reproducible archive.
+//!
+//! spec → [`plan::plan`] (every reference resolved to a digest) → [`create::write_bundle`]
+//! (deterministic archive, signed, written atomically). I/O happens here at the edges; the
+//! format itself lives in `sensei-core`. Nothing here prints: progress goes to a
+//! [`sensei_core::progress::Reporter`].
+#![forbid(unsafe_code)]
+
+pub mod chart;
+pub mod create;
+pub mod error;
+pub mod keys;
+pub mod layout;
+pub mod plan;
+pub mod sign;

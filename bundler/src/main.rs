@@ -1,1 +1,247 @@
-fn main() {}
+//! `sensei-bundler`: parses arguments, calls the library, maps errors to the exit-code contract.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use sensei_bundler::create::{WriteOptions, write_bundle};
+use sensei_bundler::error::BundleError;
+use sensei_bundler::plan::{PlanOptions, plan};
+use sensei_bundler::{keys, sign};
+use sensei_cli::exit::fail;
+use sensei_cli::{ExitCode, Printer};
+use sensei_core::spec::{BundleSpec, Platform};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sensei-bundler",
+    version,
+    about = "Build signed, reproducible air-gap bundles of Sensei's charts and images",
+    long_about = "Build signed, reproducible air-gap bundles of Sensei's charts and images.\n\n\
+        On the connected side: `keygen` once, then `create` a bundle from a spec (manifests/*.yaml); \
+        a second person can `sign` it too. Carry the one file across the air gap and load it with \
+        `sensei-loader`.",
+    after_help = "Exit codes: 0 success, 1 bundle rejected, 2 usage or input error, 3 outside failure (registry, network, disk).\n\
+        Example:\n  sensei-bundler keygen --out release\n  \
+        sensei-bundler create -f manifests/sensei.yaml --version 1.2.0 --key release.key -o sensei-1.2.0.tar.gz"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate an ed25519 signing key pair: PREFIX.key (private, mode 0600) and PREFIX.pub
+    Keygen(KeygenArgs),
+    /// Build a bundle from a spec: pull every chart and image, write one signed archive
+    Create(CreateArgs),
+    /// Countersign an existing bundle (two-person rule) without rewriting it
+    Sign(SignArgs),
+}
+
+#[derive(Args, Debug)]
+struct KeygenArgs {
+    /// Path prefix of the key files; refuses to overwrite existing ones
+    #[arg(long, value_name = "PREFIX")]
+    out: PathBuf,
+    /// Print the result as one JSON document
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct CreateArgs {
+    /// The bundle spec (YAML; see manifests/sensei.yaml)
+    #[arg(short = 'f', long = "file", value_name = "SPEC.yaml")]
+    spec: PathBuf,
+    /// Output archive; `.tar.gz`/`.tgz` gzip it, anything else is a plain `.tar`
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    output: Option<PathBuf>,
+    /// The bundle's version (overrides `version:` in the spec)
+    #[arg(long, value_name = "V")]
+    version: Option<semver::Version>,
+    /// Private key to sign with (repeat for several signatures)
+    #[arg(long = "key", value_name = "KEY")]
+    keys: Vec<PathBuf>,
+    /// Keep only these platforms of multi-arch images, e.g. linux/amd64 (repeatable; overrides `platforms:`)
+    #[arg(long = "platform", value_name = "OS/ARCH")]
+    platforms: Vec<Platform>,
+    /// Parallel downloads
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    concurrency: usize,
+    /// Extra CA certificates (PEM) to trust for registries
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// Talk plain HTTP to this registry host (repeatable)
+    #[arg(long = "plain-http", value_name = "HOST[:PORT]")]
+    plain_http: Vec<String>,
+    /// Docker config.json with registry credentials (default $DOCKER_CONFIG or ~/.docker/config.json)
+    #[arg(long, value_name = "DOCKER_CONFIG_JSON")]
+    registry_config: Option<PathBuf>,
+    /// Resolve everything and print the plan; write nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the result as one JSON document on stdout
+    #[arg(long)]
+    json: bool,
+    /// No progress output
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct SignArgs {
+    /// The bundle (archive or extracted directory)
+    #[arg(value_name = "BUNDLE")]
+    bundle: PathBuf,
+    /// Private key to countersign with
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// Signature file to write or add to (default: BUNDLE.sig beside the bundle)
+    #[arg(short = 'o', long = "output", value_name = "SIGFILE")]
+    output: Option<PathBuf>,
+    /// Print the result as one JSON document
+    #[arg(long)]
+    json: bool,
+}
+
+fn exit_code(e: &BundleError) -> ExitCode {
+    match e {
+        BundleError::Input(_) => ExitCode::Usage,
+        BundleError::Integrity(_) | BundleError::Io { .. } => ExitCode::Outside,
+        BundleError::Cancelled(_) => ExitCode::Interrupted,
+    }
+}
+
+fn run(cli: Cli) -> Result<(), (ExitCode, anyhow::Error)> {
+    let bundle_err = |e: BundleError| (exit_code(&e), anyhow::Error::new(e));
+    match cli.command {
+        Command::Keygen(args) => {
+            let printer = Printer::new(args.json, false);
+            let k = keys::keygen(&args.out).map_err(bundle_err)?;
+            printer.json(&k);
+            printer.result(&format!(
+                "keyid {}\nprivate key {} (keep it secret; mode 0600)\npublic key  {} (give this to whoever verifies)",
+                k.keyid,
+                k.private_key.display(),
+                k.public_key.display()
+            ));
+        }
+        Command::Create(args) => {
+            create(args).map_err(|e| match e.downcast_ref::<BundleError>() {
+                Some(b) => (exit_code(b), e),
+                None => (ExitCode::Usage, e),
+            })?
+        }
+        Command::Sign(args) => {
+            let printer = Printer::new(args.json, false);
+            let key = keys::read_private_key(&args.key).map_err(bundle_err)?;
+            let out = args
+                .output
+                .unwrap_or_else(|| sign::default_signature_path(&args.bundle));
+            let done = sign::countersign(&args.bundle, &key, &out).map_err(bundle_err)?;
+            printer.json(&done);
+            printer.result(&format!(
+                "countersigned {} {} (bundle.json {})\nby keyid {}\nwrote {} ({} signature(s)); sensei-loader reads it automatically when it sits beside the bundle",
+                done.name,
+                done.version,
+                done.manifest_digest,
+                done.keyid,
+                done.signature_file.display(),
+                done.signatures
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `SOURCE_DATE_EPOCH` (reproducible builds), or now.
+fn created_time() -> anyhow::Result<Option<jiff::Timestamp>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) if !s.trim().is_empty() => {
+            let secs: i64 = s
+                .trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds"))?;
+            Ok(Some(jiff::Timestamp::from_second(secs).with_context(
+                || format!("SOURCE_DATE_EPOCH={s} is out of range"),
+            )?))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn create(args: CreateArgs) -> anyhow::Result<()> {
+    let printer = Printer::new(args.json, args.quiet);
+    let spec = BundleSpec::from_path(&args.spec).map_err(|e| BundleError::Input(e.into()))?;
+    let keys = args
+        .keys
+        .iter()
+        .map(|k| keys::read_private_key(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = PlanOptions {
+        version: args.version.clone(),
+        platforms: args.platforms.clone(),
+        created: created_time()?,
+    };
+    let plan = plan(&spec, &args.spec, &opts)?;
+    if args.dry_run {
+        printer.json(&plan.summary());
+        printer.result(&sensei_bundler::create::render_plan(&plan));
+        return Ok(());
+    }
+    let Some(output) = args.output else {
+        anyhow::bail!(
+            "missing -o OUT: where to write the bundle (e.g. -o {}-{}.tar.gz)",
+            plan.name,
+            plan.version
+        );
+    };
+    if keys.is_empty() {
+        printer.warn("no --key given: the bundle is unsigned, and verification will reject it until someone signs it (`sensei-bundler sign`)");
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        // A second Ctrl-C exits at once; the first lets the writer remove its temporary file.
+        let _ = ctrlc::set_handler(move || {
+            if cancel.swap(true, Ordering::SeqCst) {
+                std::process::exit(ExitCode::Interrupted.code());
+            }
+        });
+    }
+    let reporter = printer.reporter();
+    let written = write_bundle(
+        &plan,
+        &output,
+        &WriteOptions {
+            keys: &keys,
+            cancel: Some(&cancel),
+        },
+        reporter.as_ref(),
+    )?;
+    printer.json(&written);
+    printer.result(&format!(
+        "wrote {} ({} bytes): {} {}, {} image(s), {} chart(s), {} files\nbundle.json sha256:{} signed by {}",
+        written.path.display(),
+        written.bytes,
+        plan.name,
+        plan.version,
+        written.images,
+        written.charts,
+        written.files,
+        written.manifest_digest.hex(),
+        if written.signers.is_empty() { "nobody (unsigned)".to_owned() } else { written.signers.iter().map(|k| k.short().to_owned()).collect::<Vec<_>>().join(", ") }
+    ));
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err((code, err)) = run(cli) {
+        fail(code, &err);
+    }
+}

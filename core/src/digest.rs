@@ -40,7 +40,11 @@ impl Digest {
     /// Parses the bare 64-digit lowercase hex form (a blob's file name).
     pub fn from_hex(hex_str: &str) -> Result<Self, DigestError> {
         let bad = || DigestError::Hex(hex_str.to_owned());
-        if hex_str.len() != 64 || !hex_str.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if hex_str.len() != 64
+            || !hex_str
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(bad());
         }
         let mut out = [0u8; 32];
@@ -139,7 +143,10 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        Self { inner, hasher: Hasher::new() }
+        Self {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
 
     /// The digest and length of what was read.
@@ -166,7 +173,10 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Hasher::new() }
+        Self {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
 
     pub fn finish(self) -> (W, Digest, u64) {
@@ -219,10 +229,19 @@ mod tests {
     fn parse_round_trips_and_rejects_bad_forms() {
         let d: Digest = EMPTY.parse().unwrap();
         assert_eq!(d.to_string(), EMPTY);
-        assert!(matches!("sha512:00".parse::<Digest>(), Err(DigestError::Algorithm(_))));
-        assert!(matches!("sha256:abc".parse::<Digest>(), Err(DigestError::Hex(_))));
+        assert!(matches!(
+            "sha512:00".parse::<Digest>(),
+            Err(DigestError::Algorithm(_))
+        ));
+        assert!(matches!(
+            "sha256:abc".parse::<Digest>(),
+            Err(DigestError::Hex(_))
+        ));
         let upper = EMPTY.to_uppercase().replace("SHA256", "sha256");
-        assert!(upper.parse::<Digest>().is_err(), "uppercase hex is not canonical");
+        assert!(
+            upper.parse::<Digest>().is_err(),
+            "uppercase hex is not canonical"
+        );
     }
 
     #[test]

@@ -4,4 +4,12 @@
 //! do I/O at their edges and call into this crate; progress leaves it through [`progress::Reporter`].
 #![forbid(unsafe_code)]
 
+pub mod archive;
+pub mod compat;
 pub mod digest;
+pub mod manifest;
+pub mod oci;
+pub mod progress;
+pub mod signature;
+pub mod spec;
+pub mod verify;

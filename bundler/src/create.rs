@@ -1,0 +1,334 @@
+//! Writing a plan as a bundle: deterministic entries, signatures, and an atomic rename so a
+//! failed or interrupted build never leaves a partial file under the output name.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sensei_core::archive::{OutputCompression, TarWriter};
+use sensei_core::digest::{Digest, Hasher};
+use sensei_core::manifest::{
+    BundleManifest, Compat, FileEntry, LOAD_SCRIPT_FILE, MANIFEST_FILE, MEDIA_TYPE, SCHEMA_VERSION,
+    SIGNATURE_FILE, format_time,
+};
+use sensei_core::oci::{INDEX_FILE, OCI_INDEX, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE};
+use sensei_core::progress::Reporter;
+use sensei_core::signature::{KeyId, PrivateKey, signature_file_bytes};
+use serde::Serialize;
+
+use crate::error::{BundleError, InputError, IntegrityError};
+use crate::plan::{BlobData, Plan};
+
+/// The seed's manual path, shipped at the root of every bundle.
+pub const LOAD_SCRIPT: &str = include_str!("load-images.sh");
+
+#[derive(Debug, Default)]
+pub struct WriteOptions<'a> {
+    pub keys: &'a [PrivateKey],
+    /// Set by a Ctrl-C handler: the write stops and the temporary file is removed.
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+/// What was written.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Written {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// sha256 of `bundle.json`: what the signatures cover.
+    pub manifest_digest: Digest,
+    pub signers: Vec<KeyId>,
+    pub files: usize,
+    pub images: usize,
+    pub charts: usize,
+}
+
+enum Source<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+struct PlannedFile<'a> {
+    entry: FileEntry,
+    mode: u32,
+    source: Source<'a>,
+}
+
+/// The bundle's `index.json`: one descriptor per image and chart, sorted by reference.
+pub fn index_json(plan: &Plan) -> Vec<u8> {
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": plan.index,
+    });
+    serde_json::to_vec(&index).unwrap_or_default()
+}
+
+/// The manifest a plan produces, plus the list of files in archive order with their sources.
+fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Vec<PlannedFile<'a>> {
+    let bytes_file = |path: &str, data: &'a [u8], mode| PlannedFile {
+        entry: FileEntry {
+            path: path.to_owned(),
+            size: data.len() as u64,
+            sha256: Digest::of(data).hex(),
+        },
+        mode,
+        source: Source::Bytes(data),
+    };
+    let mut files = vec![
+        bytes_file(OCI_LAYOUT_FILE, OCI_LAYOUT_CONTENT, 0o644),
+        bytes_file(INDEX_FILE, index, 0o644),
+    ];
+    for blob in plan.ordered_blobs() {
+        let source = match &blob.data {
+            BlobData::Bytes(b) => Source::Bytes(b),
+            BlobData::File(p) => Source::File(p),
+        };
+        files.push(PlannedFile {
+            entry: FileEntry {
+                path: blob.digest.blob_path(),
+                size: blob.size,
+                sha256: blob.digest.hex(),
+            },
+            mode: 0o644,
+            source,
+        });
+    }
+    files.push(bytes_file(LOAD_SCRIPT_FILE, LOAD_SCRIPT.as_bytes(), 0o755));
+    files
+}
+
+/// Builds `bundle.json` for a plan (exact bytes; deterministic).
+pub fn manifest_for(plan: &Plan) -> Result<Vec<u8>, BundleError> {
+    let index = index_json(plan);
+    let files = layout_files(plan, &index);
+    manifest_bytes(plan, &files)
+}
+
+fn manifest_bytes(plan: &Plan, files: &[PlannedFile<'_>]) -> Result<Vec<u8>, BundleError> {
+    let manifest = BundleManifest {
+        schema_version: SCHEMA_VERSION,
+        media_type: MEDIA_TYPE.to_owned(),
+        name: plan.name.clone(),
+        version: plan.version.clone(),
+        created: format_time(plan.created),
+        expires: plan.expires.map(format_time),
+        compat: Compat {
+            upgrade_from: plan.compat.as_str().to_owned(),
+        },
+        images: plan.images.clone(),
+        charts: plan.charts.clone(),
+        files: files.iter().map(|f| f.entry.clone()).collect(),
+    };
+    // A plan that breaks the format's own rules is a bug here, but say so rather than write it.
+    manifest.check().map_err(|e| {
+        InputError::Other(format!(
+            "internal error: the bundle would be malformed: {e}"
+        ))
+    })?;
+    Ok(manifest.to_bytes())
+}
+
+/// Writes `plan` to `out` (compression from its extension), signed by every key given.
+pub fn write_bundle(
+    plan: &Plan,
+    out: &Path,
+    opts: &WriteOptions<'_>,
+    reporter: &dyn Reporter,
+) -> Result<Written, BundleError> {
+    let index = index_json(plan);
+    let files = layout_files(plan, &index);
+    let manifest = manifest_bytes(plan, &files)?;
+    let signatures: Vec<_> = opts.keys.iter().map(|k| k.sign(&manifest)).collect();
+    let sig_bytes = signature_file_bytes(&signatures);
+
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bundle".into());
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(BundleError::io(dir))?;
+    let compression = OutputCompression::from_path(out);
+    let mtime = plan.created.as_second().max(0) as u64;
+    let mut tar = TarWriter::new(
+        BufWriter::with_capacity(1024 * 1024, tmp.as_file()),
+        compression,
+        mtime,
+    );
+    let write_err = BundleError::io(tmp.path());
+
+    reporter.start("write", Some(files.iter().map(|f| f.entry.size).sum()));
+    let cancelled = || opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+    tar.append(
+        MANIFEST_FILE,
+        manifest.len() as u64,
+        0o644,
+        &manifest[..],
+        |_| {},
+    )
+    .map_err(BundleError::io(tmp.path()))?;
+    tar.append(
+        SIGNATURE_FILE,
+        sig_bytes.len() as u64,
+        0o644,
+        &sig_bytes[..],
+        |_| {},
+    )
+    .map_err(BundleError::io(tmp.path()))?;
+    for f in &files {
+        if cancelled() {
+            return Err(BundleError::Cancelled(out.to_owned()));
+        }
+        reporter.item(&f.entry.path, Some(f.entry.size));
+        let mut hasher = Hasher::new();
+        let result = match f.source {
+            Source::Bytes(b) => tar.append(&f.entry.path, f.entry.size, f.mode, b, |_| {}),
+            Source::File(p) => {
+                let file = File::open(p).map_err(BundleError::io(p))?;
+                let reader = Cancellable {
+                    inner: file,
+                    cancel: opts.cancel,
+                };
+                tar.append(&f.entry.path, f.entry.size, f.mode, reader, |chunk| {
+                    hasher.update(chunk);
+                    reporter.advance(chunk.len() as u64);
+                })
+            }
+        };
+        if let Err(e) = result {
+            if cancelled() {
+                return Err(BundleError::Cancelled(out.to_owned()));
+            }
+            return Err(match f.source {
+                Source::File(p) => BundleError::Io {
+                    path: p.to_owned(),
+                    source: e,
+                },
+                Source::Bytes(_) => BundleError::Io {
+                    path: tmp.path().to_owned(),
+                    source: e,
+                },
+            });
+        }
+        if let Source::File(p) = f.source {
+            let actual = hasher.finish();
+            if actual.hex() != f.entry.sha256 {
+                let needed_by = plan
+                    .blobs
+                    .values()
+                    .find(|b| b.digest.hex() == f.entry.sha256)
+                    .map(|b| b.needed_by.clone());
+                return Err(IntegrityError {
+                    reference: needed_by.unwrap_or_default(),
+                    digest: Digest::from_hex(&f.entry.sha256).unwrap_or(actual),
+                    source_name: p.display().to_string(),
+                    problem: format!("hashes to {actual}"),
+                }
+                .into());
+            }
+        } else {
+            reporter.advance(f.entry.size);
+        }
+        reporter.item_done(&f.entry.path);
+    }
+    let mut buffered = tar.finish().map_err(write_err)?;
+    buffered.flush().map_err(BundleError::io(tmp.path()))?;
+    drop(buffered);
+    tmp.as_file()
+        .sync_all()
+        .map_err(BundleError::io(tmp.path()))?;
+    let bytes = tmp
+        .as_file()
+        .metadata()
+        .map_err(BundleError::io(tmp.path()))?
+        .len();
+    set_readable(tmp.as_file()).map_err(BundleError::io(tmp.path()))?;
+    tmp.persist(out).map_err(|e| BundleError::Io {
+        path: out.to_owned(),
+        source: e.error,
+    })?;
+    reporter.finish();
+    Ok(Written {
+        path: out.to_owned(),
+        bytes,
+        manifest_digest: Digest::of(&manifest),
+        signers: opts.keys.iter().map(|k| k.public().id().clone()).collect(),
+        files: files.len() + 2,
+        images: plan.images.len(),
+        charts: plan.charts.len(),
+    })
+}
+
+/// Temporary files are created 0600; a bundle is meant to be shared.
+fn set_readable(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+}
+
+/// A reader that fails once the cancel flag is set, so a long copy stops promptly.
+struct Cancellable<'a, R> {
+    inner: R,
+    cancel: Option<&'a AtomicBool>,
+}
+
+impl<R: Read> Read for Cancellable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// The plan as a human reads it (`create --dry-run`).
+pub fn render_plan(plan: &Plan) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "plan for {} {} (nothing written: --dry-run)",
+        plan.name, plan.version
+    );
+    let _ = writeln!(s, "  created       {}", format_time(plan.created));
+    if let Some(e) = plan.expires {
+        let _ = writeln!(s, "  expires       {}", format_time(e));
+    }
+    let _ = writeln!(s, "  upgrade from  {}", plan.compat.as_str());
+    let _ = writeln!(s, "images ({}):", plan.images.len());
+    for i in &plan.images {
+        let platforms = if i.platforms.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", i.platforms.join(", "))
+        };
+        let filtered = if i.filtered_from.is_some() {
+            " (platform subset)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "  {} @ {}{}{}",
+            i.reference, i.digest, platforms, filtered
+        );
+    }
+    let _ = writeln!(s, "charts ({}):", plan.charts.len());
+    for c in &plan.charts {
+        let _ = writeln!(s, "  {} {} @ {}", c.name, c.version, c.digest);
+    }
+    let _ = writeln!(
+        s,
+        "blobs: {} unique, {} bytes",
+        plan.blobs.len(),
+        plan.total_bytes()
+    );
+    s
+}

@@ -1,0 +1,59 @@
+//! Errors of the bundler, split by what the user has to fix: the input, or the outside world.
+
+use std::path::PathBuf;
+
+use sensei_core::digest::Digest;
+
+/// Something about the user's input (spec, layout, chart, flags, keys) is wrong: exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error(transparent)]
+    Spec(#[from] sensei_core::spec::SpecError),
+    #[error("no version: give `version:` in {spec} or pass --version")]
+    NoVersion { spec: PathBuf },
+    #[error("{0}")]
+    Chart(#[from] crate::chart::ChartError),
+    #[error("OCI layout {dir}: {message}")]
+    Layout { dir: PathBuf, message: String },
+    #[error("image {reference}: {message}")]
+    Image { reference: String, message: String },
+    #[error("key {path}: {message}")]
+    Key { path: PathBuf, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A source handed us bytes that are not what their descriptor says: never trusted.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{reference}: blob {digest} from {source_name} {problem}; the source is corrupt or changed during the build"
+)]
+pub struct IntegrityError {
+    pub reference: String,
+    pub digest: Digest,
+    pub source_name: String,
+    pub problem: String,
+}
+
+/// Everything `create`, `keygen` and `sign` can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("interrupted; nothing was written to {0}")]
+    Cancelled(PathBuf),
+}
+
+impl BundleError {
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| BundleError::Io { path, source }
+    }
+}

@@ -1,0 +1,130 @@
+//! Countersigning: a detached signature file over an existing bundle's `bundle.json`, so a second
+//! person can sign without rewriting the archive (the two-person rule).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sensei_core::archive::{EntryKind, TarReader, open_stream};
+use sensei_core::digest::Digest;
+use sensei_core::manifest::{BundleManifest, MANIFEST_FILE, MAX_MANIFEST_BYTES};
+use sensei_core::signature::{
+    KeyId, MAX_SIGNATURE_FILE_BYTES, PrivateKey, parse_signature_file, signature_file_bytes,
+};
+
+use crate::error::{BundleError, InputError};
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Countersigned {
+    pub signature_file: PathBuf,
+    pub keyid: KeyId,
+    pub manifest_digest: Digest,
+    pub name: String,
+    pub version: String,
+    /// Signatures now in the file (earlier countersignatures are kept).
+    pub signatures: usize,
+}
+
+/// The default countersignature path: `BUNDLE.sig` beside the bundle.
+pub fn default_signature_path(bundle: &Path) -> PathBuf {
+    let mut s = bundle.as_os_str().to_owned();
+    s.push(".sig");
+    PathBuf::from(s)
+}
+
+/// Reads the exact bytes of `bundle.json` from an archive or an extracted directory.
+pub fn read_manifest_bytes(bundle: &Path) -> Result<Vec<u8>, BundleError> {
+    let bad = |message: String| InputError::Other(format!("{}: {message}", bundle.display()));
+    if bundle.is_dir() {
+        let p = bundle.join(MANIFEST_FILE);
+        let meta =
+            std::fs::symlink_metadata(&p).map_err(|e| bad(format!("no {MANIFEST_FILE}: {e}")))?;
+        if !meta.is_file() || meta.len() > MAX_MANIFEST_BYTES {
+            return Err(bad(format!(
+                "{MANIFEST_FILE} is not a regular file within {MAX_MANIFEST_BYTES} bytes"
+            ))
+            .into());
+        }
+        return std::fs::read(&p).map_err(BundleError::io(p));
+    }
+    let file = std::fs::File::open(bundle).map_err(|e| bad(format!("cannot open: {e}")))?;
+    let (stream, _) = open_stream(file).map_err(BundleError::io(bundle))?;
+    let mut tar = TarReader::new(stream);
+    let h = tar
+        .next_header()
+        .map_err(|e| bad(format!("not a bundle: {e}")))?
+        .ok_or_else(|| bad("empty archive".into()))?;
+    if h.path != MANIFEST_FILE || h.kind != EntryKind::Regular || h.size > MAX_MANIFEST_BYTES {
+        return Err(bad(format!(
+            "not a Sensei bundle: the first entry is {:?}, not {MANIFEST_FILE}",
+            h.path
+        ))
+        .into());
+    }
+    tar.read_body_to_vec()
+        .map_err(|e| bad(e.to_string()).into())
+}
+
+/// Signs `bundle`'s `bundle.json` with `key`, adding the signature to `out` (created if needed;
+/// a previous signature by the same key is replaced). Written atomically.
+pub fn countersign(
+    bundle: &Path,
+    key: &PrivateKey,
+    out: &Path,
+) -> Result<Countersigned, BundleError> {
+    let manifest_bytes = read_manifest_bytes(bundle)?;
+    // Refuse to sign something that is not a well-formed bundle manifest.
+    let manifest = BundleManifest::from_slice(&manifest_bytes)
+        .map_err(|e| InputError::Other(format!("{}: refusing to sign: {e}", bundle.display())))?;
+    let mut entries = match std::fs::read(out) {
+        Ok(bytes) if bytes.len() as u64 <= MAX_SIGNATURE_FILE_BYTES => parse_signature_file(&bytes)
+            .map_err(|e| {
+                InputError::Other(format!("{}: existing signature file {e}", out.display()))
+            })?,
+        Ok(_) => {
+            return Err(InputError::Other(format!(
+                "{}: existing signature file is too large",
+                out.display()
+            ))
+            .into());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => {
+            return Err(BundleError::Io {
+                path: out.to_owned(),
+                source: e,
+            });
+        }
+    };
+    let entry = key.sign(&manifest_bytes);
+    entries.retain(|e| e.keyid != entry.keyid);
+    entries.push(entry);
+    let bytes = signature_file_bytes(&entries);
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(BundleError::io(dir))?;
+    tmp.write_all(&bytes).map_err(BundleError::io(tmp.path()))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(BundleError::io(tmp.path()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(BundleError::io(tmp.path()))?;
+    }
+    tmp.persist(out).map_err(|e| BundleError::Io {
+        path: out.to_owned(),
+        source: e.error,
+    })?;
+    Ok(Countersigned {
+        signature_file: out.to_owned(),
+        keyid: key.public().id().clone(),
+        manifest_digest: Digest::of(&manifest_bytes),
+        name: manifest.name,
+        version: manifest.version.to_string(),
+        signatures: entries.len(),
+    })
+}

@@ -1,0 +1,35 @@
+//! The exit-code contract both binaries keep (DESIGN.md, "Command-line contract").
+
+/// Process exit codes. Scripts rely on these numbers: never renumber them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    Success = 0,
+    /// The bundle was rejected: verification or trust failed.
+    Rejected = 1,
+    /// Usage or input error: bad flag, unreadable spec, missing file, bad key.
+    Usage = 2,
+    /// An outside failure: registry, network, helm, disk.
+    Outside = 3,
+    /// Interrupted by Ctrl-C (the shell convention, 128 + SIGINT).
+    Interrupted = 130,
+}
+
+impl ExitCode {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Prints `error: ...` with its causes to stderr and exits with `code`.
+pub fn fail(code: ExitCode, err: &anyhow::Error) -> ! {
+    let top = err.to_string();
+    eprintln!("error: {top}");
+    // Wrapper errors often repeat their source's text; print only causes that add something.
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !top.contains(&text) {
+            eprintln!("  caused by: {text}");
+        }
+    }
+    std::process::exit(code.code())
+}

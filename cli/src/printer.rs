@@ -1,0 +1,186 @@
+//! The Printer: the only place output is decided. Results go to stdout (human text, or one JSON
+//! document with `--json`); progress goes to stderr, only on a terminal, never with `--quiet`.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sensei_core::progress::Reporter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    Human,
+    Json,
+    Quiet,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    mode: OutputMode,
+    progress: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool, quiet: bool) -> Self {
+        let mode = if json {
+            OutputMode::Json
+        } else if quiet {
+            OutputMode::Quiet
+        } else {
+            OutputMode::Human
+        };
+        Self {
+            mode,
+            progress: !quiet && std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub fn mode(&self) -> OutputMode {
+        self.mode
+    }
+
+    /// Human-readable result text on stdout (nothing in JSON mode; still printed with --quiet,
+    /// as it is the command's answer, not progress).
+    pub fn result(&self, text: &str) {
+        if self.mode != OutputMode::Json {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            if !text.ends_with('\n') {
+                let _ = out.write_all(b"\n");
+            }
+        }
+    }
+
+    /// The one JSON document of `--json`.
+    pub fn json(&self, value: &impl serde::Serialize) {
+        if self.mode == OutputMode::Json {
+            let text = serde_json::to_string_pretty(value)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+            println!("{text}");
+        }
+    }
+
+    /// A warning on stderr (shown unless --quiet).
+    pub fn warn(&self, text: &str) {
+        if self.mode != OutputMode::Quiet {
+            eprintln!("warning: {text}");
+        }
+    }
+
+    /// A progress reporter: bars on a terminal, nothing otherwise.
+    pub fn reporter(&self) -> Box<dyn Reporter> {
+        if self.progress {
+            Box::new(Bars::new())
+        } else {
+            Box::new(sensei_core::progress::Silent)
+        }
+    }
+}
+
+/// indicatif bars: one total bar (bytes, rate, ETA) and a bar for each large item in flight.
+struct Bars {
+    multi: MultiProgress,
+    total: Mutex<Option<ProgressBar>>,
+    items: Mutex<Vec<(String, ProgressBar)>>,
+}
+
+/// Items smaller than this get no bar of their own (they'd only flicker).
+const ITEM_BAR_MIN: u64 = 8 * 1024 * 1024;
+
+impl Bars {
+    fn new() -> Self {
+        Self {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)),
+            total: Mutex::new(None),
+            items: Mutex::new(vec![]),
+        }
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+impl Reporter for Bars {
+    fn start(&self, phase: &str, total_bytes: Option<u64>) {
+        let bar = match total_bytes {
+            Some(n) => ProgressBar::new(n).with_style(style(
+                "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}",
+            )),
+            None => {
+                ProgressBar::new_spinner().with_style(style("{prefix:>8} {spinner} {wide_msg}"))
+            }
+        };
+        bar.set_prefix(phase.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        let bar = self.multi.add(bar);
+        if let Ok(mut t) = self.total.lock()
+            && let Some(old) = t.replace(bar)
+        {
+            old.finish_and_clear();
+        }
+    }
+
+    fn item(&self, name: &str, bytes: Option<u64>) {
+        if let Ok(t) = self.total.lock()
+            && let Some(bar) = t.as_ref()
+        {
+            bar.set_message(short(name));
+        }
+        if let Some(n) = bytes.filter(|n| *n >= ITEM_BAR_MIN) {
+            let bar = self.multi.add(
+                ProgressBar::new(n)
+                    .with_style(style("         {bar:30} {bytes}/{total_bytes} {wide_msg}")),
+            );
+            bar.set_message(short(name));
+            if let Ok(mut items) = self.items.lock() {
+                items.push((name.to_owned(), bar));
+            }
+        }
+    }
+
+    fn item_done(&self, name: &str) {
+        if let Ok(mut items) = self.items.lock()
+            && let Some(i) = items.iter().position(|(n, _)| n == name)
+        {
+            let (_, bar) = items.remove(i);
+            bar.finish_and_clear();
+        }
+    }
+
+    fn advance(&self, bytes: u64) {
+        if let Ok(t) = self.total.lock()
+            && let Some(bar) = t.as_ref()
+        {
+            bar.inc(bytes);
+        }
+        // With one item in flight its bar moves with the total.
+        if let Ok(items) = self.items.lock()
+            && let [(_, bar)] = items.as_slice()
+        {
+            bar.inc(bytes);
+        }
+    }
+
+    fn note(&self, message: &str) {
+        let _ = self.multi.println(message);
+    }
+
+    fn finish(&self) {
+        if let Ok(mut t) = self.total.lock()
+            && let Some(bar) = t.take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn short(name: &str) -> String {
+    match name.strip_prefix("blobs/sha256/") {
+        Some(hex) => format!("sha256:{}", &hex[..hex.len().min(12)]),
+        None => name.to_owned(),
+    }
+}

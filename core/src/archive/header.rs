@@ -1,0 +1,245 @@
+//! One 512-byte ustar header: encoding for the writer, strict decoding for the reader.
+
+pub const BLOCK: usize = 512;
+
+/// What a tar entry is, as its type flag says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Regular,
+    HardLink,
+    Symlink,
+    CharDevice,
+    BlockDevice,
+    Directory,
+    Fifo,
+    /// PAX or GNU extension headers (long names, extended attributes): never written by us.
+    Extension(u8),
+    Other(u8),
+}
+
+impl EntryKind {
+    fn from_flag(flag: u8) -> Self {
+        match flag {
+            b'0' | 0 | b'7' => EntryKind::Regular,
+            b'1' => EntryKind::HardLink,
+            b'2' => EntryKind::Symlink,
+            b'3' => EntryKind::CharDevice,
+            b'4' => EntryKind::BlockDevice,
+            b'5' => EntryKind::Directory,
+            b'6' => EntryKind::Fifo,
+            b'x' | b'g' | b'L' | b'K' => EntryKind::Extension(flag),
+            other => EntryKind::Other(other),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            EntryKind::Regular => "regular file".into(),
+            EntryKind::HardLink => "hard link".into(),
+            EntryKind::Symlink => "symbolic link".into(),
+            EntryKind::CharDevice => "character device".into(),
+            EntryKind::BlockDevice => "block device".into(),
+            EntryKind::Directory => "directory".into(),
+            EntryKind::Fifo => "FIFO".into(),
+            EntryKind::Extension(f) => format!("tar extension header (type {:?})", *f as char),
+            EntryKind::Other(f) => format!("unknown entry type {:?}", *f as char),
+        }
+    }
+}
+
+/// A decoded header: the path (ustar prefix joined), size and kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub path: String,
+    pub size: u64,
+    pub kind: EntryKind,
+    pub link_target: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeaderError {
+    #[error("header checksum does not match (corrupt or not a tar archive)")]
+    Checksum,
+    #[error("not a ustar header (bad magic)")]
+    Magic,
+    #[error("header field {0} is not a valid number")]
+    Number(&'static str),
+    #[error("entry name is not UTF-8")]
+    Utf8,
+}
+
+fn parse_octal(field: &[u8], name: &'static str) -> Result<u64, HeaderError> {
+    // GNU base-256: high bit of the first byte set, big-endian binary in the rest.
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        if field[0] != 0x80 || field[1..field.len() - 8].iter().any(|&b| b != 0) {
+            return Err(HeaderError::Number(name));
+        }
+        let mut v = 0u64;
+        for &b in &field[field.len() - 8..] {
+            v = (v << 8) | u64::from(b);
+        }
+        return Ok(v);
+    }
+    let trimmed: &[u8] = {
+        let start = field.iter().position(|&b| b != b' ').unwrap_or(field.len());
+        let rest = &field[start..];
+        let end = rest
+            .iter()
+            .position(|&b| b == 0 || b == b' ')
+            .unwrap_or(rest.len());
+        &rest[..end]
+    };
+    if trimmed.is_empty() {
+        return Ok(0);
+    }
+    let mut v: u64 = 0;
+    for &b in trimmed {
+        if !(b'0'..=b'7').contains(&b) {
+            return Err(HeaderError::Number(name));
+        }
+        v = v
+            .checked_mul(8)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or(HeaderError::Number(name))?;
+    }
+    Ok(v)
+}
+
+fn cstr(field: &[u8]) -> Result<&str, HeaderError> {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    std::str::from_utf8(&field[..end]).map_err(|_| HeaderError::Utf8)
+}
+
+/// True if the block is all zeros (end-of-archive marker).
+pub fn is_zero_block(block: &[u8; BLOCK]) -> bool {
+    block.iter().all(|&b| b == 0)
+}
+
+impl Header {
+    /// Decodes and checks one header block.
+    pub fn decode(block: &[u8; BLOCK]) -> Result<Self, HeaderError> {
+        let stored = parse_octal(&block[148..156], "checksum")?;
+        let unsigned: u64 = block
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(b)
+                }
+            })
+            .sum();
+        let signed: i64 = block
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    i64::from(b as i8)
+                }
+            })
+            .sum();
+        if stored != unsigned && i64::try_from(stored).ok() != Some(signed) {
+            return Err(HeaderError::Checksum);
+        }
+        // POSIX "ustar\0" "00" or old GNU "ustar  \0".
+        if &block[257..263] != b"ustar\0" && &block[257..265] != b"ustar  \0" {
+            return Err(HeaderError::Magic);
+        }
+        let name = cstr(&block[0..100])?;
+        let prefix = cstr(&block[345..500])?;
+        let path = if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        Ok(Header {
+            path,
+            size: parse_octal(&block[124..136], "size")?,
+            kind: EntryKind::from_flag(block[156]),
+            link_target: cstr(&block[157..257])?.to_owned(),
+        })
+    }
+
+    /// Encodes a deterministic ustar header for a regular file. `path` must fit 100 bytes.
+    pub fn encode_regular(path: &str, size: u64, mode: u32, mtime: u64) -> [u8; BLOCK] {
+        let mut b = [0u8; BLOCK];
+        let name = path.as_bytes();
+        b[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
+        write_octal(&mut b[100..108], u64::from(mode));
+        write_octal(&mut b[108..116], 0); // uid
+        write_octal(&mut b[116..124], 0); // gid
+        if size < 0o77777777777 {
+            write_octal(&mut b[124..136], size);
+        } else {
+            // Beyond 8 GiB: GNU base-256, which GNU tar, bsdtar and Go's archive/tar read.
+            b[124] = 0x80;
+            b[128..136].copy_from_slice(&size.to_be_bytes());
+        }
+        write_octal(&mut b[136..148], mtime.min(0o77777777777));
+        b[156] = b'0';
+        b[257..263].copy_from_slice(b"ustar\0");
+        b[263..265].copy_from_slice(b"00");
+        b[148..156].copy_from_slice(b"        ");
+        let sum: u64 = b.iter().map(|&x| u64::from(x)).sum();
+        // Checksum field: six octal digits, NUL, space (the form GNU tar writes).
+        let digits = format!("{sum:06o}");
+        b[148..154].copy_from_slice(digits.as_bytes());
+        b[154] = 0;
+        b[155] = b' ';
+        b
+    }
+}
+
+fn write_octal(field: &mut [u8], v: u64) {
+    let width = field.len() - 1;
+    let s = format!("{v:0width$o}");
+    field[..width].copy_from_slice(&s.as_bytes()[s.len() - width..]);
+    field[width] = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let h = Header::encode_regular("blobs/sha256/abc", 12345, 0o644, 1_700_000_000);
+        let d = Header::decode(&h).unwrap();
+        assert_eq!(
+            (d.path.as_str(), d.size, d.kind),
+            ("blobs/sha256/abc", 12345, EntryKind::Regular)
+        );
+    }
+
+    #[test]
+    fn huge_sizes_use_base256() {
+        let size = 20 * 1024 * 1024 * 1024u64;
+        let h = Header::encode_regular("big", size, 0o644, 0);
+        assert_eq!(Header::decode(&h).unwrap().size, size);
+    }
+
+    #[test]
+    fn corrupt_checksum_and_magic_are_refused() {
+        let mut h = Header::encode_regular("a", 1, 0o644, 0);
+        h[0] = b'b';
+        assert_eq!(Header::decode(&h), Err(HeaderError::Checksum));
+        let mut h = Header::encode_regular("a", 1, 0o644, 0);
+        h[257] = b'x';
+        assert!(Header::decode(&h).is_err());
+    }
+
+    #[test]
+    fn kinds_are_named() {
+        for (flag, kind) in [
+            (b'1', EntryKind::HardLink),
+            (b'2', EntryKind::Symlink),
+            (b'3', EntryKind::CharDevice),
+            (b'x', EntryKind::Extension(b'x')),
+        ] {
+            assert_eq!(EntryKind::from_flag(flag), kind);
+        }
+    }
+}

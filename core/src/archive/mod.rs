@@ -1,0 +1,14 @@
+//! The bundle's container: a strict POSIX tar reader, a deterministic tar writer, and the
+//! gzip framing that stores already-compressed blobs without recompressing them.
+//!
+//! The reader accepts exactly what the writer produces (ustar regular files, no extensions) and
+//! nothing that could be mistaken for it: links, devices, directories, PAX and GNU extension
+//! headers are reported as such so the verifier can name what it refused.
+
+mod header;
+mod reader;
+mod writer;
+
+pub use header::{BLOCK, EntryKind, Header, HeaderError};
+pub use reader::{ArchiveError, Compression, TarReader, open_stream};
+pub use writer::{OutputCompression, TarWriter};

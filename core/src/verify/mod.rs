@@ -1,0 +1,378 @@
+//! The streaming verifier: one forward pass over a bundle, a numbered checklist, structure and
+//! limits before the signature, the signature before parsing, hashes before anything is trusted.
+//!
+//! 1. `bundle.json` is the first entry and within its size limit; its raw bytes are read.
+//! 2. `bundle.sig` is the second entry and within its limit; it and any detached signature files
+//!    are parsed (bounded lists of `{keyid, alg, sig}`).
+//! 3. Signatures are checked over the raw bytes of `bundle.json`: any invalid signature by a
+//!    trusted key rejects; at least `threshold` distinct trusted keys must have signed.
+//! 4. Only now is `bundle.json` parsed, and its structure checked (schema, clean unique paths,
+//!    blob names equal their hashes, images and charts point at listed blobs).
+//! 5. Policy: expiry, expected name.
+//! 6. Every further entry: a regular file, a clean path, listed, in listed order, seen once, of
+//!    the listed size, with the listed sha256 (hashed while streaming, constant memory).
+//! 7. The end: every listed file was seen; after the end-of-archive marker nothing but bounded
+//!    zero padding; the gzip stream (if any) ends cleanly.
+//! 8. `index.json` names every image and chart of `bundle.json` with the same digest.
+
+mod directory;
+mod rejection;
+mod report;
+
+use std::collections::HashMap;
+use std::io::Read;
+
+pub use directory::verify_directory;
+pub use rejection::{Rejection, VerifyError};
+pub use report::Report;
+
+use crate::archive::{Compression, EntryKind, TarReader, open_stream};
+use crate::digest::Hasher;
+use crate::manifest::{
+    BundleManifest, FileEntry, MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_FILE, check_path,
+};
+use crate::oci::{INDEX_FILE, Index, MAX_MANIFEST_BYTES as MAX_INDEX_BYTES};
+use crate::progress::Reporter;
+use crate::signature::{
+    MAX_SIGNATURE_FILE_BYTES, SignatureCheck, SignatureEntry, SignatureSource, SignatureStatus,
+    TrustedKey, check_signatures, parse_signature_file, trusted_signers,
+};
+
+/// What the caller trusts and requires.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub trusted: Vec<TrustedKey>,
+    /// Distinct trusted signers required (at least 1).
+    pub threshold: usize,
+    /// Detached countersignature files: (label for messages, raw bytes, bounded by the caller).
+    pub detached: Vec<(String, Vec<u8>)>,
+    /// Reject a bundle of another name.
+    pub expected_name: Option<String>,
+    /// The time expiry is judged against.
+    pub now: jiff::Timestamp,
+}
+
+/// Receives each file's verified bytes as they stream, e.g. to push blobs while verifying.
+/// A file's bytes are only trustworthy once `file_end` reports it verified.
+pub trait Visitor {
+    fn file_start(&mut self, _entry: &FileEntry) {}
+    fn file_chunk(&mut self, _entry: &FileEntry, _chunk: &[u8]) {}
+    fn file_end(&mut self, _entry: &FileEntry) {}
+}
+
+impl Visitor for () {}
+
+/// A bundle whose signature, structure and every byte checked out.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub manifest: BundleManifest,
+    pub manifest_bytes: Vec<u8>,
+    pub report: Report,
+}
+
+/// Steps 1–2 done: the raw head of a bundle, read under limits, not yet trusted.
+#[derive(Debug)]
+pub struct RawHead {
+    pub manifest_bytes: Vec<u8>,
+    pub signatures: Vec<(SignatureSource, SignatureEntry)>,
+}
+
+/// Steps 3–5 done: the signature holds, `bundle.json` is parsed and its structure checked; the
+/// files it lists are not yet hashed.
+#[derive(Debug)]
+pub struct Signed {
+    pub manifest: BundleManifest,
+    pub manifest_bytes: Vec<u8>,
+    pub signatures: Vec<SignatureCheck>,
+}
+
+impl RawHead {
+    /// Adds the detached signatures to the embedded ones.
+    pub fn new(
+        manifest_bytes: Vec<u8>,
+        embedded: &[u8],
+        policy: &Policy,
+    ) -> Result<Self, Rejection> {
+        let mut signatures = vec![];
+        let sources = std::iter::once((SignatureSource::Embedded, embedded)).chain(
+            policy
+                .detached
+                .iter()
+                .map(|(label, bytes)| (SignatureSource::Detached(label.clone()), bytes.as_slice())),
+        );
+        for (source, bytes) in sources {
+            let entries =
+                parse_signature_file(bytes).map_err(|error| Rejection::BadSignatureFile {
+                    source_name: source.to_string(),
+                    error,
+                })?;
+            signatures.extend(entries.into_iter().map(|e| (source.clone(), e)));
+        }
+        Ok(Self {
+            manifest_bytes,
+            signatures,
+        })
+    }
+
+    /// Steps 3–5.
+    pub fn check(self, policy: &Policy) -> Result<Signed, Rejection> {
+        if self.signatures.is_empty() {
+            return Err(Rejection::NoSignatures);
+        }
+        let checks = check_signatures(&self.manifest_bytes, &self.signatures, &policy.trusted);
+        if let Some(bad) = checks
+            .iter()
+            .find(|c| matches!(c.status, SignatureStatus::Invalid { .. }))
+        {
+            let key = match &bad.status {
+                SignatureStatus::Invalid { key } => key.clone(),
+                _ => String::new(),
+            };
+            return Err(Rejection::InvalidSignature {
+                source_name: bad.source.to_string(),
+                keyid: bad.keyid.clone(),
+                key,
+            });
+        }
+        let signers = trusted_signers(&checks);
+        if signers.is_empty() {
+            let mut keyids: Vec<_> = checks.iter().map(|c| c.keyid.clone()).collect();
+            keyids.dedup();
+            return Err(Rejection::UntrustedOnly { keyids });
+        }
+        let need = policy.threshold.max(1);
+        if signers.len() < need {
+            return Err(Rejection::ThresholdNotMet {
+                need,
+                have: signers.len(),
+            });
+        }
+        let manifest = BundleManifest::from_slice(&self.manifest_bytes)?;
+        if let Some(expires) = manifest.expires_at()?
+            && expires <= policy.now
+        {
+            return Err(Rejection::Expired {
+                expires: expires.to_string(),
+                now: crate::manifest::format_time(policy.now),
+            });
+        }
+        if let Some(expected) = &policy.expected_name
+            && expected != &manifest.name
+        {
+            return Err(Rejection::WrongName {
+                expected: expected.clone(),
+                found: manifest.name.clone(),
+            });
+        }
+        Ok(Signed {
+            manifest,
+            manifest_bytes: self.manifest_bytes,
+            signatures: checks,
+        })
+    }
+}
+
+/// Reads one bounded metadata entry that must come at a fixed position.
+fn read_fixed_entry<R: Read>(
+    tar: &mut TarReader<R>,
+    name: &str,
+    limit: u64,
+    misplaced: impl Fn(String) -> Rejection,
+    too_large: impl Fn(u64) -> Rejection,
+) -> Result<Vec<u8>, VerifyError> {
+    let Some(h) = tar.next_header()? else {
+        return Err(misplaced("(end of archive)".into()).into());
+    };
+    if h.path != name {
+        return Err(misplaced(h.path).into());
+    }
+    if h.kind != EntryKind::Regular {
+        return Err(Rejection::NotRegular {
+            path: h.path,
+            kind: h.kind.describe(),
+        }
+        .into());
+    }
+    if h.size > limit {
+        return Err(too_large(h.size).into());
+    }
+    Ok(tar.read_body_to_vec()?)
+}
+
+/// Verifies a bundle archive (`.tar` or `.tar.gz`) from a stream, in one pass.
+pub fn verify_archive(
+    raw: impl Read,
+    policy: &Policy,
+    reporter: &dyn Reporter,
+    visitor: &mut dyn Visitor,
+) -> Result<Verified, VerifyError> {
+    let io_err = |source| VerifyError::Io {
+        path: "the archive".into(),
+        source,
+    };
+    let (stream, compression) = open_stream(raw).map_err(io_err)?;
+    let mut tar = TarReader::new(stream);
+
+    // Steps 1–2.
+    let manifest_bytes = read_fixed_entry(
+        &mut tar,
+        MANIFEST_FILE,
+        MAX_MANIFEST_BYTES,
+        |found| Rejection::ManifestNotFirst { found },
+        |size| Rejection::ManifestTooLarge {
+            size,
+            limit: MAX_MANIFEST_BYTES,
+        },
+    )?;
+    let embedded = read_fixed_entry(
+        &mut tar,
+        SIGNATURE_FILE,
+        MAX_SIGNATURE_FILE_BYTES,
+        |found| Rejection::SignatureNotSecond { found },
+        |size| Rejection::SignatureFileTooLarge {
+            source_name: SIGNATURE_FILE.into(),
+            size,
+            limit: MAX_SIGNATURE_FILE_BYTES,
+        },
+    )?;
+    // Steps 3–5.
+    let signed = RawHead::new(manifest_bytes, &embedded, policy)?.check(policy)?;
+
+    // Step 6.
+    let files = &signed.manifest.files;
+    let position: HashMap<&str, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.path.as_str(), i))
+        .collect();
+    let mut next = 0usize;
+    let mut index_json = Vec::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    reporter.start("verify", Some(signed.manifest.total_bytes()));
+    while let Some(h) = tar.next_header()? {
+        if h.kind != EntryKind::Regular {
+            return Err(Rejection::NotRegular {
+                path: h.path,
+                kind: h.kind.describe(),
+            }
+            .into());
+        }
+        if let Err(e) = check_path(&h.path) {
+            let why = match e {
+                crate::manifest::ManifestError::BadPath { why, .. } => why.to_owned(),
+                other => other.to_string(),
+            };
+            return Err(Rejection::UnsafePath { path: h.path, why }.into());
+        }
+        let entry = match position.get(h.path.as_str()) {
+            None if h.path == MANIFEST_FILE || h.path == SIGNATURE_FILE => {
+                return Err(Rejection::Duplicate { path: h.path }.into());
+            }
+            None => return Err(Rejection::Unlisted { path: h.path }.into()),
+            Some(&i) if i < next => return Err(Rejection::Duplicate { path: h.path }.into()),
+            Some(&i) if i > next => {
+                return Err(Rejection::OutOfOrder {
+                    path: h.path,
+                    expected: files[next].path.clone(),
+                }
+                .into());
+            }
+            Some(&i) => &files[i],
+        };
+        if h.size != entry.size {
+            return Err(Rejection::SizeMismatch {
+                path: h.path,
+                listed: entry.size,
+                actual: h.size,
+            }
+            .into());
+        }
+        reporter.item(&entry.path, Some(entry.size));
+        visitor.file_start(entry);
+        let mut hasher = Hasher::new();
+        let capture = entry.path == INDEX_FILE && entry.size <= MAX_INDEX_BYTES;
+        tar.stream_body(&mut buf, |chunk| {
+            hasher.update(chunk);
+            if capture {
+                index_json.extend_from_slice(chunk);
+            }
+            visitor.file_chunk(entry, chunk);
+            reporter.advance(chunk.len() as u64);
+        })?;
+        let actual = hasher.finish().hex();
+        if actual != entry.sha256 {
+            return Err(Rejection::HashMismatch {
+                path: h.path,
+                listed: entry.sha256.clone(),
+                actual,
+            }
+            .into());
+        }
+        visitor.file_end(entry);
+        reporter.item_done(&entry.path);
+        next += 1;
+    }
+    // Step 7.
+    if next < files.len() {
+        return Err(Rejection::Missing {
+            first: files[next].path.clone(),
+            count: files.len() - next,
+        }
+        .into());
+    }
+    tar.finish()?;
+    reporter.finish();
+    // Step 8.
+    check_index(&signed.manifest, &index_json)?;
+    Ok(finish(signed, compression, policy))
+}
+
+fn finish(signed: Signed, compression: Compression, policy: &Policy) -> Verified {
+    let report = Report::new(&signed, Some(compression), policy.threshold.max(1));
+    Verified {
+        manifest: signed.manifest,
+        manifest_bytes: signed.manifest_bytes,
+        report,
+    }
+}
+
+fn finish_dir(signed: Signed, policy: &Policy) -> Verified {
+    let report = Report::new(&signed, None, policy.threshold.max(1));
+    Verified {
+        manifest: signed.manifest,
+        manifest_bytes: signed.manifest_bytes,
+        report,
+    }
+}
+
+/// Step 8: every image and chart in `bundle.json` is named in `index.json` with its digest.
+pub fn check_index(manifest: &BundleManifest, index_json: &[u8]) -> Result<(), Rejection> {
+    let index: Index = serde_json::from_slice(index_json)
+        .map_err(|e| Rejection::Inconsistent(format!("index.json is not an OCI index: {e}")))?;
+    let named: HashMap<&str, &crate::digest::Digest> = index
+        .manifests
+        .iter()
+        .filter_map(|d| d.ref_name().map(|r| (r, &d.digest)))
+        .collect();
+    let wanted = manifest
+        .images
+        .iter()
+        .map(|i| (&i.reference, &i.digest))
+        .chain(manifest.charts.iter().map(|c| (&c.reference, &c.digest)));
+    for (reference, digest) in wanted {
+        match named.get(reference.as_str()) {
+            Some(d) if *d == digest => {}
+            Some(d) => {
+                return Err(Rejection::Inconsistent(format!(
+                    "{reference} is {d} in index.json but {digest} in bundle.json"
+                )));
+            }
+            None => {
+                return Err(Rejection::Inconsistent(format!(
+                    "{reference} is missing from index.json"
+                )));
+            }
+        }
+    }
+    Ok(())
+}

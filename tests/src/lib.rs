@@ -1,3 +1,4 @@
 //! Shared helpers for the end-to-end tests: fixtures and the real rig.
 
+pub mod bins;
 pub mod fixtures;

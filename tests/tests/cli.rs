@@ -1,0 +1,367 @@
+//! The command-line contract through the built binaries: key files, exit codes, messages,
+//! countersignatures, `--help`, `--json`, `--dry-run`, and interop of keys and signatures with OpenSSL.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use sensei_tests::bins::{Built, EPOCH, bundler, loader, run, run_ok};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn keygen_writes_openssl_readable_keys_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("rel");
+    let out = run_ok(bundler().arg("keygen").arg("--out").arg(&prefix));
+    let key = dir.path().join("rel.key");
+    let public = dir.path().join("rel.pub");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-noout", "-in"])
+            .arg(&key),
+    );
+    // The public key openssl derives from the private key is the .pub we wrote.
+    let derived = run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key),
+    );
+    assert_eq!(derived, std::fs::read_to_string(&public).unwrap());
+    // keyid = sha256 of the raw 32-byte key = the last 32 bytes of the SPKI DER.
+    let der = run(Command::new("openssl")
+        .args(["pkey", "-pubin", "-outform", "DER", "-in"])
+        .arg(&public))
+    .stdout;
+    let keyid = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&der[der.len() - 32..]))
+    };
+    assert!(
+        out.contains(&keyid),
+        "keygen should print the keyid {keyid}: {out}"
+    );
+    let again = run(bundler().arg("keygen").arg("--out").arg(&prefix));
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn bundle_signature_verifies_with_openssl_as_format_md_describes() {
+    let b = Built::new();
+    let x = b.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    run_ok(Command::new("tar").arg("-xf").arg(&b.tar).arg("-C").arg(&x));
+    let sigs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(x.join("bundle.sig")).unwrap()).unwrap();
+    let sig_b64 = sigs[0]["sig"].as_str().unwrap();
+    use base64::Engine as _;
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(sig_b64)
+        .unwrap();
+    std::fs::write(b.path().join("sig.bin"), sig).unwrap();
+    let mut msg = b"sensei-bundle-signature-v1\n".to_vec();
+    msg.extend(std::fs::read(x.join("bundle.json")).unwrap());
+    std::fs::write(b.path().join("msg"), msg).unwrap();
+    let out = run(Command::new("openssl")
+        .args(["pkeyutl", "-verify", "-rawin", "-pubin", "-inkey"])
+        .arg(&b.public)
+        .arg("-sigfile")
+        .arg(b.path().join("sig.bin"))
+        .arg("-in")
+        .arg(b.path().join("msg")));
+    assert!(
+        out.status.success(),
+        "openssl rejected our signature: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn countersignature_meets_a_threshold_of_two() {
+    let b = Built::new();
+    let second = b.path().join("security");
+    run_ok(bundler().arg("keygen").arg("--out").arg(&second));
+    let sec_pub = b.path().join("security.pub");
+    let args = |extra: &[&str]| {
+        let mut c = loader();
+        c.arg("verify")
+            .arg(&b.tgz)
+            .arg("--key")
+            .arg(&b.public)
+            .arg("--key")
+            .arg(&sec_pub)
+            .args(extra);
+        c
+    };
+    let before = run(&mut args(&["--threshold", "2"]));
+    assert_eq!(before.status.code(), Some(1));
+    assert!(
+        stderr(&before).contains("1 trusted signature(s), 2 required"),
+        "{}",
+        stderr(&before)
+    );
+    let bytes_before = std::fs::read(&b.tgz).unwrap();
+    run_ok(
+        bundler()
+            .arg("sign")
+            .arg(&b.tgz)
+            .arg("--key")
+            .arg(b.path().join("security.key")),
+    );
+    assert_eq!(
+        std::fs::read(&b.tgz).unwrap(),
+        bytes_before,
+        "countersigning must not rewrite the archive"
+    );
+    assert!(b.path().join("bundle.tar.gz.sig").is_file());
+    // BUNDLE.sig beside the archive is read automatically.
+    let text = run_ok(&mut args(&["--threshold", "2"]));
+    assert!(text.contains("2 trusted, 2 required"), "{text}");
+    // Named explicitly works too, and from another place.
+    let moved = b.path().join("elsewhere.sig");
+    std::fs::rename(b.path().join("bundle.tar.gz.sig"), &moved).unwrap();
+    assert_eq!(run(&mut args(&["--threshold", "2"])).status.code(), Some(1));
+    run_ok(&mut args(&[
+        "--threshold",
+        "2",
+        "--signature",
+        moved.to_str().unwrap(),
+    ]));
+}
+
+#[test]
+fn create_input_errors_exit_2_and_name_the_problem() {
+    let b = Built::new();
+    let missing = run(bundler()
+        .args(["create", "-f", "/nonexistent/spec.yaml", "-o"])
+        .arg(b.path().join("o.tar")));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("/nonexistent/spec.yaml"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let spec = std::fs::read_to_string(&b.fixtures.spec_path).unwrap();
+    let typo = b.fixtures.spec_path.with_file_name("typo.yaml");
+    std::fs::write(
+        &typo,
+        spec.replacen("layoutRef: api:1.2.0", "layoutRfe: api:1.2.0", 1),
+    )
+    .unwrap();
+    let out = run(bundler()
+        .arg("create")
+        .arg("-f")
+        .arg(&typo)
+        .arg("-o")
+        .arg(b.path().join("o.tar")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("typo.yaml") && stderr(&out).contains("layoutRfe"),
+        "{}",
+        stderr(&out)
+    );
+
+    let wrong_ref = b.fixtures.spec_path.with_file_name("wrongref.yaml");
+    std::fs::write(
+        &wrong_ref,
+        spec.replacen("layoutRef: api:1.2.0", "layoutRef: nope:9", 1),
+    )
+    .unwrap();
+    let out = run(bundler()
+        .arg("create")
+        .arg("-f")
+        .arg(&wrong_ref)
+        .arg("-o")
+        .arg(b.path().join("o.tar")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("nope:9") && stderr(&out).contains("api:1.2.0"),
+        "names what the layout has: {}",
+        stderr(&out)
+    );
+    assert!(!b.path().join("o.tar").exists());
+
+    let bad_key = run(bundler()
+        .arg("create")
+        .arg("-f")
+        .arg(&b.fixtures.spec_path)
+        .arg("--key")
+        .arg(&b.public)
+        .arg("-o")
+        .arg(b.path().join("o.tar")));
+    assert_eq!(bad_key.status.code(), Some(2));
+    assert!(
+        stderr(&bad_key).contains("public key was given where a private key is needed"),
+        "{}",
+        stderr(&bad_key)
+    );
+}
+
+#[test]
+fn a_corrupt_source_blob_fails_with_exit_3_and_leaves_no_output() {
+    let b = Built::new();
+    // Corrupt the api layer in the source layout, keeping its size.
+    let api = b.fixtures.image("api:1.2.0").unwrap();
+    let layer = &api.blobs[1];
+    let path = b
+        .fixtures
+        .layout_dir
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let out_path = b.path().join("corrupt.tar.gz");
+    let out = run(bundler()
+        .arg("create")
+        .arg("-f")
+        .arg(&b.fixtures.spec_path)
+        .arg("--key")
+        .arg(&b.key)
+        .arg("-o")
+        .arg(&out_path));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(layer.as_str()),
+        "names the digest: {}",
+        stderr(&out)
+    );
+    assert!(!out_path.exists(), "no output on failure");
+    let leftovers: Vec<_> = std::fs::read_dir(b.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary file left behind: {leftovers:?}"
+    );
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let b = Built::new();
+    let out_path = b.path().join("dry.tar");
+    let text = run_ok(
+        bundler()
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .arg("create")
+            .arg("--dry-run")
+            .arg("-f")
+            .arg(&b.fixtures.spec_path)
+            .arg("-o")
+            .arg(&out_path),
+    );
+    assert!(!out_path.exists());
+    for img in &b.fixtures.images {
+        assert!(
+            text.contains(&img.reference) && text.contains(&img.digest),
+            "{text}"
+        );
+    }
+    let json = run_ok(
+        bundler()
+            .arg("create")
+            .arg("--dry-run")
+            .arg("--json")
+            .arg("-f")
+            .arg(&b.fixtures.spec_path),
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["images"].as_array().unwrap().len(),
+        b.fixtures.images.len()
+    );
+}
+
+#[test]
+fn inspect_needs_no_key_and_says_unverified() {
+    let b = Built::new();
+    let text = run_ok(loader().arg("inspect").arg(&b.tgz));
+    assert!(text.starts_with("UNVERIFIED"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&run_ok(loader().arg("inspect").arg("--json").arg(&b.tar))).unwrap();
+    assert_eq!(json["verified"], false);
+    assert_eq!(json["manifest"]["name"], "demo");
+}
+
+#[test]
+fn verify_json_is_one_document_and_usage_errors_exit_2() {
+    let b = Built::new();
+    let v: serde_json::Value = serde_json::from_str(&run_ok(
+        loader()
+            .arg("verify")
+            .arg(&b.tar)
+            .arg("--key")
+            .arg(&b.public)
+            .arg("--json"),
+    ))
+    .unwrap();
+    assert_eq!(v["verdict"], "verified");
+    assert_eq!(v["report"]["signatures"][0]["status"], "trusted");
+    let no_key = run(loader().arg("verify").arg(&b.tar));
+    assert_eq!(no_key.status.code(), Some(2));
+    let missing = run(loader()
+        .arg("verify")
+        .arg(b.path().join("nope.tar"))
+        .arg("--key")
+        .arg(&b.public));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("nope.tar"));
+    let private_as_public = run(loader().arg("verify").arg(&b.tar).arg("--key").arg(&b.key));
+    assert_eq!(private_as_public.status.code(), Some(2));
+    assert!(
+        stderr(&private_as_public).contains("pass the .pub file"),
+        "{}",
+        stderr(&private_as_public)
+    );
+}
+
+#[test]
+fn help_teaches_commands_and_exit_codes() {
+    for (bin, subs) in [
+        (
+            bundler as fn() -> Command,
+            &["keygen", "create", "sign"][..],
+        ),
+        (loader, &["verify", "inspect"][..]),
+    ] {
+        let top = run_ok(bin().arg("--help"));
+        assert!(top.contains("Exit codes"), "{top}");
+        for sub in subs {
+            let h = run_ok(bin().arg(sub).arg("--help"));
+            assert!(h.contains("Usage:"), "{sub}: {h}");
+        }
+    }
+    let create = run_ok(bundler().args(["create", "--help"]));
+    for flag in [
+        "--file",
+        "--output",
+        "--version",
+        "--key",
+        "--platform",
+        "--concurrency",
+        "--ca-file",
+        "--plain-http",
+        "--registry-config",
+        "--json",
+        "--quiet",
+        "--dry-run",
+    ] {
+        assert!(create.contains(flag), "create --help lacks {flag}");
+    }
+    let bad = run(bundler().arg("create").arg("--no-such-flag"));
+    assert_eq!(bad.status.code(), Some(2));
+}

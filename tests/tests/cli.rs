@@ -1,5 +1,6 @@
 //! The command-line contract through the built binaries: key files, exit codes, messages,
 //! countersignatures, `--help`, `--json`, `--dry-run`, and interop of keys and signatures with OpenSSL.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;

@@ -1,5 +1,6 @@
 //! A bundle built from generated OCI layouts verifies, stores every blob once, reads in skopeo
 //! (an independent OCI implementation) with the same digests, and is reproducible byte for byte.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -174,7 +174,7 @@ fn skopeo_reads_every_image_with_the_same_digests() {
         if !media_type.contains("docker") {
             // oci: → oci: as the issue asks: the digest survives the copy.
             let layout = b.path().join("copied-layout");
-            let name = format!("{}", &digest[7..19]);
+            let name = digest[7..19].to_string();
             run_ok(
                 Command::new("skopeo")
                     .args(["copy", "--all", "--quiet", &source])

@@ -10,7 +10,7 @@ use sensei_core::archive::{OutputCompression, TarWriter};
 use sensei_core::digest::{Digest, Hasher};
 use sensei_core::manifest::{
     BundleManifest, Compat, FileEntry, LOAD_SCRIPT_FILE, MANIFEST_FILE, MEDIA_TYPE, SCHEMA_VERSION,
-    SIGNATURE_FILE, format_time,
+    SIGNATURE_FILE, file_mode, format_time,
 };
 use sensei_core::oci::{INDEX_FILE, OCI_INDEX, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE};
 use sensei_core::progress::Reporter;
@@ -51,7 +51,6 @@ enum Source<'a> {
 
 struct PlannedFile<'a> {
     entry: FileEntry,
-    mode: u32,
     source: Source<'a>,
 }
 
@@ -67,18 +66,17 @@ pub fn index_json(plan: &Plan) -> Vec<u8> {
 
 /// The manifest a plan produces, plus the list of files in archive order with their sources.
 fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Vec<PlannedFile<'a>> {
-    let bytes_file = |path: &str, data: &'a [u8], mode| PlannedFile {
+    let bytes_file = |path: &str, data: &'a [u8]| PlannedFile {
         entry: FileEntry {
             path: path.to_owned(),
             size: data.len() as u64,
             sha256: Digest::of(data).hex(),
         },
-        mode,
         source: Source::Bytes(data),
     };
     let mut files = vec![
-        bytes_file(OCI_LAYOUT_FILE, OCI_LAYOUT_CONTENT, 0o644),
-        bytes_file(INDEX_FILE, index, 0o644),
+        bytes_file(OCI_LAYOUT_FILE, OCI_LAYOUT_CONTENT),
+        bytes_file(INDEX_FILE, index),
     ];
     for blob in plan.ordered_blobs() {
         let source = match &blob.data {
@@ -91,11 +89,10 @@ fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Vec<PlannedFile<'a>> {
                 size: blob.size,
                 sha256: blob.digest.hex(),
             },
-            mode: 0o644,
             source,
         });
     }
-    files.push(bytes_file(LOAD_SCRIPT_FILE, LOAD_SCRIPT.as_bytes(), 0o755));
+    files.push(bytes_file(LOAD_SCRIPT_FILE, LOAD_SCRIPT.as_bytes()));
     files
 }
 
@@ -170,7 +167,7 @@ pub fn write_bundle(
     tar.append(
         MANIFEST_FILE,
         manifest.len() as u64,
-        0o644,
+        file_mode(MANIFEST_FILE),
         &manifest[..],
         |_| {},
     )
@@ -178,7 +175,7 @@ pub fn write_bundle(
     tar.append(
         SIGNATURE_FILE,
         sig_bytes.len() as u64,
-        0o644,
+        file_mode(SIGNATURE_FILE),
         &sig_bytes[..],
         |_| {},
     )
@@ -190,17 +187,29 @@ pub fn write_bundle(
         reporter.item(&f.entry.path, Some(f.entry.size));
         let mut hasher = Hasher::new();
         let result = match f.source {
-            Source::Bytes(b) => tar.append(&f.entry.path, f.entry.size, f.mode, b, |_| {}),
+            Source::Bytes(b) => tar.append(
+                &f.entry.path,
+                f.entry.size,
+                file_mode(&f.entry.path),
+                b,
+                |_| {},
+            ),
             Source::File(p) => {
                 let file = File::open(p).map_err(BundleError::io(p))?;
                 let reader = Cancellable {
                     inner: file,
                     cancel: opts.cancel,
                 };
-                tar.append(&f.entry.path, f.entry.size, f.mode, reader, |chunk| {
-                    hasher.update(chunk);
-                    reporter.advance(chunk.len() as u64);
-                })
+                tar.append(
+                    &f.entry.path,
+                    f.entry.size,
+                    file_mode(&f.entry.path),
+                    reader,
+                    |chunk| {
+                        hasher.update(chunk);
+                        reporter.advance(chunk.len() as u64);
+                    },
+                )
             }
         };
         if let Err(e) = result {

@@ -243,6 +243,15 @@ pub fn format_time(t: jiff::Timestamp) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
+/// The mode a file has in the archive: the load script is executable, everything else is not.
+pub fn file_mode(path: &str) -> u32 {
+    if path == LOAD_SCRIPT_FILE {
+        0o755
+    } else {
+        0o644
+    }
+}
+
 /// A clean relative path: `/`-separated components of `[A-Za-z0-9._-]`, none empty, `.` or `..`.
 pub fn check_path(path: &str) -> Result<(), ManifestError> {
     let bad = |why| {

@@ -1,4 +1,5 @@
 //! Shared helpers for the end-to-end tests: fixtures and the real rig.
 
 pub mod bins;
+pub mod craft;
 pub mod fixtures;

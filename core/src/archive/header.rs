@@ -110,6 +110,27 @@ fn cstr(field: &[u8]) -> Result<&str, HeaderError> {
     std::str::from_utf8(&field[..end]).map_err(|_| HeaderError::Utf8)
 }
 
+/// The name of the ustar header field holding byte `offset`, for messages.
+pub fn header_field(offset: usize) -> &'static str {
+    match offset {
+        0..100 => "name",
+        100..108 => "mode",
+        108..116 => "uid",
+        116..124 => "gid",
+        124..136 => "size",
+        136..148 => "mtime",
+        148..156 => "checksum",
+        156 => "type",
+        157..257 => "link name",
+        257..265 => "magic/version",
+        265..297 => "user name",
+        297..329 => "group name",
+        329..345 => "device number",
+        345..500 => "name prefix",
+        _ => "reserved",
+    }
+}
+
 /// True if the block is all zeros (end-of-archive marker).
 pub fn is_zero_block(block: &[u8; BLOCK]) -> bool {
     block.iter().all(|&b| b == 0)

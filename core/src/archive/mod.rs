@@ -6,9 +6,11 @@
 //! headers are reported as such so the verifier can name what it refused.
 
 mod header;
+mod pipe;
 mod reader;
 mod writer;
 
-pub use header::{BLOCK, EntryKind, Header, HeaderError};
+pub use header::{BLOCK, EntryKind, Header, HeaderError, header_field};
+pub use pipe::{PipeReader, pipe};
 pub use reader::{ArchiveError, Compression, TarReader, open_stream};
 pub use writer::{OutputCompression, TarWriter};

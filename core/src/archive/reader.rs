@@ -12,6 +12,10 @@ const READ_BUFFER: usize = 1024 * 1024;
 pub enum ArchiveError {
     #[error("the archive is truncated at byte {offset} (the download or copy is incomplete)")]
     Truncated { offset: u64 },
+    #[error(
+        "non-zero bytes in the padding after an entry, at byte {offset} (data hidden where no hash covers it)"
+    )]
+    NonZeroPadding { offset: u64 },
     #[error("corrupt tar header at byte {offset}: {source}")]
     Header { offset: u64, source: HeaderError },
     #[error(
@@ -48,7 +52,9 @@ pub enum Compression {
 }
 
 /// Wraps a raw bundle stream: detects gzip by its magic number and returns the tar stream.
-pub fn open_stream<'a, R: Read + 'a>(raw: R) -> io::Result<(Box<dyn Read + 'a>, Compression)> {
+pub fn open_stream<'a, R: Read + Send + 'a>(
+    raw: R,
+) -> io::Result<(Box<dyn Read + Send + 'a>, Compression)> {
     let mut buffered = BufReader::with_capacity(READ_BUFFER, raw);
     let head = buffered.fill_buf()?;
     if head.starts_with(&[0x1f, 0x8b]) {
@@ -74,6 +80,8 @@ pub struct TarReader<R> {
     padding: u64,
     /// Offset in the uncompressed tar stream.
     offset: u64,
+    /// The raw block of the last header read, for callers that check it byte for byte.
+    block: [u8; BLOCK],
 }
 
 fn map_io(e: io::Error, offset: u64) -> ArchiveError {
@@ -93,7 +101,13 @@ impl<R: Read> TarReader<R> {
             remaining: 0,
             padding: 0,
             offset: 0,
+            block: [0u8; BLOCK],
         }
+    }
+
+    /// The raw 512-byte block of the last header returned by `next_header`.
+    pub fn header_block(&self) -> &[u8; BLOCK] {
+        &self.block
     }
 
     /// Offset in the (uncompressed) tar stream.
@@ -134,10 +148,19 @@ impl<R: Read> TarReader<R> {
     /// The next entry's header, or `None` at a well-formed end-of-archive marker. Any unread
     /// part of the previous body is skipped.
     pub fn next_header(&mut self) -> Result<Option<Header>, ArchiveError> {
-        let rest = self.remaining + self.padding;
+        let (rest, padding) = (self.remaining, self.padding);
         self.remaining = 0;
         self.padding = 0;
         self.skip(rest)?;
+        // Padding must be zeros: nothing may hide in bytes no hash covers.
+        let pad_start = self.offset;
+        let mut pad = [0u8; BLOCK];
+        self.read_exact_tracked(&mut pad[..padding as usize])?;
+        if let Some(i) = pad[..padding as usize].iter().position(|&b| b != 0) {
+            return Err(ArchiveError::NonZeroPadding {
+                offset: pad_start + i as u64,
+            });
+        }
         let start = self.offset;
         let mut block = [0u8; BLOCK];
         self.read_exact_tracked(&mut block)?;
@@ -152,6 +175,7 @@ impl<R: Read> TarReader<R> {
             offset: start,
             source,
         })?;
+        self.block = block;
         self.remaining = header.size;
         self.padding = (BLOCK as u64 - header.size % BLOCK as u64) % BLOCK as u64;
         Ok(Some(header))

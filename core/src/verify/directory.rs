@@ -41,6 +41,18 @@ fn open_regular(dir: &Path, rel: &str, limit: Option<u64>) -> Result<(File, u64)
         }
         .into());
     }
+    // An extracted file can only have lost mode bits (umask); extra ones mean someone changed it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o7022 != 0 {
+            let mode = meta.permissions().mode() & 0o7777;
+            return Err(Rejection::BadMode {
+                path: rel.to_owned(),
+                mode: format!("{mode:o}"),
+            }
+            .into());
+        }
+    }
     if let Some(limit) = limit
         && meta.len() > limit
     {

@@ -10,7 +10,8 @@
 //!    blob names equal their hashes, images and charts point at listed blobs).
 //! 5. Policy: expiry, expected name.
 //! 6. Every further entry: a regular file, a clean path, listed, in listed order, seen once, of
-//!    the listed size, with the listed sha256 (hashed while streaming, constant memory).
+//!    the listed size, with a canonical header (every header byte is fixed by path, size and
+//!    `created`) and zero padding, with the listed sha256 (hashed while streaming, constant memory).
 //! 7. The end: every listed file was seen; after the end-of-archive marker nothing but bounded
 //!    zero padding; the gzip stream (if any) ends cleanly.
 //! 8. `index.json` names every image and chart of `bundle.json` with the same digest.
@@ -26,10 +27,13 @@ pub use directory::verify_directory;
 pub use rejection::{Rejection, VerifyError};
 pub use report::Report;
 
-use crate::archive::{Compression, EntryKind, TarReader, open_stream};
+use crate::archive::{
+    BLOCK, Compression, EntryKind, Header, TarReader, header_field, open_stream, pipe,
+};
 use crate::digest::Hasher;
 use crate::manifest::{
     BundleManifest, FileEntry, MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_FILE, check_path,
+    file_mode,
 };
 use crate::oci::{INDEX_FILE, Index, MAX_MANIFEST_BYTES as MAX_INDEX_BYTES};
 use crate::progress::Reporter;
@@ -172,14 +176,15 @@ impl RawHead {
     }
 }
 
-/// Reads one bounded metadata entry that must come at a fixed position.
+/// Reads one bounded metadata entry that must come at a fixed position; returns its bytes and
+/// raw header block (checked once `created` is known).
 fn read_fixed_entry<R: Read>(
     tar: &mut TarReader<R>,
     name: &str,
     limit: u64,
     misplaced: impl Fn(String) -> Rejection,
     too_large: impl Fn(u64) -> Rejection,
-) -> Result<Vec<u8>, VerifyError> {
+) -> Result<(Vec<u8>, [u8; BLOCK]), VerifyError> {
     let Some(h) = tar.next_header()? else {
         return Err(misplaced("(end of archive)".into()).into());
     };
@@ -196,12 +201,40 @@ fn read_fixed_entry<R: Read>(
     if h.size > limit {
         return Err(too_large(h.size).into());
     }
-    Ok(tar.read_body_to_vec()?)
+    let block = *tar.header_block();
+    Ok((tar.read_body_to_vec()?, block))
 }
 
-/// Verifies a bundle archive (`.tar` or `.tar.gz`) from a stream, in one pass.
+/// Every header must be exactly the one the format prescribes for its path, size and the
+/// bundle's `created` time, so no header byte (mode, owner, link name, ...) escapes the signature.
+fn check_canonical_header(
+    block: &[u8; BLOCK],
+    path: &str,
+    size: u64,
+    mtime: u64,
+) -> Result<(), Rejection> {
+    let expected = Header::encode_regular(path, size, file_mode(path), mtime);
+    // The checksum's digits may be formatted differently by other writers; its value was
+    // already checked against the other bytes, which must all match.
+    let differs = |(i, (a, b)): (usize, (&u8, &u8))| a != b && !(148..156).contains(&i);
+    match block
+        .iter()
+        .zip(expected.iter())
+        .enumerate()
+        .position(differs)
+    {
+        None => Ok(()),
+        Some(i) => Err(Rejection::NonCanonicalHeader {
+            path: path.to_owned(),
+            field: header_field(i),
+        }),
+    }
+}
+
+/// Verifies a bundle archive (`.tar` or `.tar.gz`) from a stream, in one pass. A gzip stream is
+/// decompressed on a second thread while this one hashes.
 pub fn verify_archive(
-    raw: impl Read,
+    raw: impl Read + Send,
     policy: &Policy,
     reporter: &dyn Reporter,
     visitor: &mut dyn Visitor,
@@ -211,10 +244,35 @@ pub fn verify_archive(
         source,
     };
     let (stream, compression) = open_stream(raw).map_err(io_err)?;
-    let mut tar = TarReader::new(stream);
+    match compression {
+        Compression::Gzip => std::thread::scope(|s| {
+            verify_stream(
+                TarReader::new(pipe(s, stream)),
+                compression,
+                policy,
+                reporter,
+                visitor,
+            )
+        }),
+        Compression::None => verify_stream(
+            TarReader::new(stream),
+            compression,
+            policy,
+            reporter,
+            visitor,
+        ),
+    }
+}
 
+fn verify_stream<R: Read>(
+    mut tar: TarReader<R>,
+    compression: Compression,
+    policy: &Policy,
+    reporter: &dyn Reporter,
+    visitor: &mut dyn Visitor,
+) -> Result<Verified, VerifyError> {
     // Steps 1–2.
-    let manifest_bytes = read_fixed_entry(
+    let (manifest_bytes, manifest_block) = read_fixed_entry(
         &mut tar,
         MANIFEST_FILE,
         MAX_MANIFEST_BYTES,
@@ -224,7 +282,7 @@ pub fn verify_archive(
             limit: MAX_MANIFEST_BYTES,
         },
     )?;
-    let embedded = read_fixed_entry(
+    let (embedded, sig_block) = read_fixed_entry(
         &mut tar,
         SIGNATURE_FILE,
         MAX_SIGNATURE_FILE_BYTES,
@@ -237,6 +295,14 @@ pub fn verify_archive(
     )?;
     // Steps 3–5.
     let signed = RawHead::new(manifest_bytes, &embedded, policy)?.check(policy)?;
+    let mtime = signed.manifest.created_at()?.as_second().max(0) as u64;
+    check_canonical_header(
+        &manifest_block,
+        MANIFEST_FILE,
+        signed.manifest_bytes.len() as u64,
+        mtime,
+    )?;
+    check_canonical_header(&sig_block, SIGNATURE_FILE, embedded.len() as u64, mtime)?;
 
     // Step 6.
     let files = &signed.manifest.files;
@@ -287,6 +353,7 @@ pub fn verify_archive(
             }
             .into());
         }
+        check_canonical_header(tar.header_block(), &entry.path, entry.size, mtime)?;
         reporter.item(&entry.path, Some(entry.size));
         visitor.file_start(entry);
         let mut hasher = Hasher::new();

@@ -8,6 +8,14 @@ use crate::signature::{KeyId, SignatureFileError};
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
     #[error(
+        "extracted file {path:?} has mode {mode}: writable by group or others, or setuid, though the bundle ships 0644/0755 (it was changed after extraction)"
+    )]
+    BadMode { path: String, mode: String },
+    #[error(
+        "entry {path:?} has a non-canonical tar header (its {field} field was altered; headers carry no data of their own)"
+    )]
+    NonCanonicalHeader { path: String, field: &'static str },
+    #[error(
         "the first entry must be bundle.json, found {found:?}: this is not a Sensei bundle, or it was repacked"
     )]
     ManifestNotFirst { found: String },

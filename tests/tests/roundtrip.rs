@@ -299,3 +299,20 @@ fn gzip_output_stores_layers_without_recompressing() {
     );
     assert_eq!(listing.lines().last(), Some("load-images.sh"));
 }
+
+#[test]
+fn a_bundle_gzipped_by_another_tool_still_verifies() {
+    // The verifier reads any valid gzip, not only the bundler's stored/deflated member framing.
+    let b = Built::new();
+    let regz = b.path().join("regz.tar.gz");
+    let out = run(Command::new("gzip").arg("-c").arg("-6").arg(&b.tar));
+    assert!(out.status.success());
+    std::fs::write(&regz, &out.stdout).unwrap();
+    let v = b.verify(&regz, &[]);
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+}

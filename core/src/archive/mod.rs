@@ -5,9 +5,11 @@
 //! nothing that could be mistaken for it: links, devices, directories, PAX and GNU extension
 //! headers are reported as such so the verifier can name what it refused.
 
+mod gzip_reader;
 mod header;
 mod pipe;
 mod reader;
+mod stored_gzip;
 mod writer;
 
 pub use header::{BLOCK, EntryKind, Header, HeaderError, header_field};

@@ -59,7 +59,7 @@ pub fn open_stream<'a, R: Read + Send + 'a>(
     let head = buffered.fill_buf()?;
     if head.starts_with(&[0x1f, 0x8b]) {
         // Multi-member: the writer emits one gzip member per run of compressible/stored entries.
-        let dec = flate2::bufread::MultiGzDecoder::new(buffered);
+        let dec = super::gzip_reader::MultiGzipReader::new(buffered);
         Ok((
             Box::new(BufReader::with_capacity(READ_BUFFER, dec)),
             Compression::Gzip,

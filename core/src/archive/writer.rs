@@ -12,6 +12,7 @@ use flate2::GzBuilder;
 use flate2::write::GzEncoder;
 
 use super::header::{BLOCK, Header};
+use super::stored_gzip::StoredGzip;
 
 /// Bodies at least this large that are not already compressed get the fast level, so an
 /// uncompressed multi-GiB layer does not cost minutes of deflate.
@@ -39,9 +40,31 @@ impl OutputCompression {
 enum Sink<W: Write> {
     Plain(W),
     Gzip {
-        member: Option<(Box<GzEncoder<W>>, u32)>,
+        member: Option<(Member<W>, u32)>,
         idle: Option<W>,
     },
+}
+
+/// One gzip member in progress: deflated, or stored blocks for already-compressed bodies.
+enum Member<W: Write> {
+    Deflate(Box<GzEncoder<W>>),
+    Stored(StoredGzip<W>),
+}
+
+impl<W: Write> Member<W> {
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Member::Deflate(e) => e.write_all(data),
+            Member::Stored(s) => s.write_all(data),
+        }
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Member::Deflate(e) => e.finish(),
+            Member::Stored(s) => s.finish(),
+        }
+    }
 }
 
 /// Writes a tar archive entry by entry, with fixed metadata so output depends only on content.
@@ -96,11 +119,17 @@ impl<W: Write> TarWriter<W> {
             let out = idle
                 .take()
                 .ok_or_else(|| io::Error::other("gzip output lost after an earlier error"))?;
-            // No file name, no mtime, OS "unknown": the header depends on nothing but the level.
-            let enc = GzBuilder::new()
-                .operating_system(255)
-                .write(out, Level::new(level));
-            *member = Some((Box::new(enc), level));
+            let m = if level == 0 {
+                Member::Stored(StoredGzip::new(out)?)
+            } else {
+                // No file name, no mtime, OS "unknown": the header depends only on the level.
+                Member::Deflate(Box::new(
+                    GzBuilder::new()
+                        .operating_system(255)
+                        .write(out, Level::new(level)),
+                ))
+            };
+            *member = Some((m, level));
         }
         Ok(())
     }

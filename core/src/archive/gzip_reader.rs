@@ -164,9 +164,9 @@ impl<R: BufRead> MultiGzipReader<R> {
                 mut r,
                 crc,
                 len,
-                left,
+                left: 0,
                 last,
-            } if left == 0 => {
+            } => {
                 if last {
                     Self::check_trailer(&mut r, crc, len)?;
                     (State::Start(r), None)

@@ -71,11 +71,14 @@ pub enum HeaderError {
 fn parse_octal(field: &[u8], name: &'static str) -> Result<u64, HeaderError> {
     // GNU base-256: high bit of the first byte set, big-endian binary in the rest.
     if field.first().is_some_and(|b| b & 0x80 != 0) {
-        if field[0] != 0x80 || field[1..field.len() - 8].iter().any(|&b| b != 0) {
+        // Only non-negative values, at most 64 bits wide, whatever the field's width (the
+        // 8-byte fields have 7 bytes of value; fuzzing found that shape).
+        let (high, low) = field[1..].split_at(field.len().saturating_sub(1 + 8));
+        if field[0] != 0x80 || high.iter().any(|&b| b != 0) {
             return Err(HeaderError::Number(name));
         }
         let mut v = 0u64;
-        for &b in &field[field.len() - 8..] {
+        for &b in low {
             v = (v << 8) | u64::from(b);
         }
         return Ok(v);
@@ -250,6 +253,16 @@ mod tests {
         let mut h = Header::encode_regular("a", 1, 0o644, 0);
         h[257] = b'x';
         assert!(Header::decode(&h).is_err());
+    }
+
+    #[test]
+    fn base256_in_short_fields_does_not_panic() {
+        // Regression from fuzzing (fuzz/regressions/archive_reader-checksum-base256).
+        assert_eq!(parse_octal(&[0x80, 0, 0, 0, 0, 0, 0, 5], "checksum"), Ok(5));
+        assert!(parse_octal(&[0xff; 8], "checksum").is_err());
+        let mut h = Header::encode_regular("a", 1, 0o644, 0);
+        h[148..156].copy_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(Header::decode(&h), Err(HeaderError::Checksum));
     }
 
     #[test]

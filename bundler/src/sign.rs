@@ -27,9 +27,7 @@ pub struct Countersigned {
 
 /// The default countersignature path: `BUNDLE.sig` beside the bundle.
 pub fn default_signature_path(bundle: &Path) -> PathBuf {
-    let mut s = bundle.as_os_str().to_owned();
-    s.push(".sig");
-    PathBuf::from(s)
+    sensei_core::signature::countersignature_path(bundle)
 }
 
 /// Reads the exact bytes of `bundle.json` from an archive or an extracted directory.

@@ -282,6 +282,14 @@ pub fn signature_file_bytes(entries: &[SignatureEntry]) -> Vec<u8> {
     out
 }
 
+/// Where a detached countersignature of `bundle` lives by default: `BUNDLE.sig` beside it.
+/// `sensei-bundler sign` writes there and `sensei-loader` reads it automatically.
+pub fn countersignature_path(bundle: &std::path::Path) -> std::path::PathBuf {
+    let mut s = bundle.as_os_str().to_owned();
+    s.push(".sig");
+    std::path::PathBuf::from(s)
+}
+
 /// A public key the verifier trusts, with the label (usually its file name) used in reports.
 #[derive(Debug, Clone)]
 pub struct TrustedKey {

@@ -51,9 +51,7 @@ pub fn trusted_keys(paths: &[PathBuf]) -> Result<Vec<TrustedKey>, LoaderError> {
 
 /// The countersignature file read automatically: `BUNDLE.sig` beside the bundle.
 pub fn sibling_signature(bundle: &Path) -> PathBuf {
-    let mut s = bundle.as_os_str().to_owned();
-    s.push(".sig");
-    PathBuf::from(s)
+    sensei_core::signature::countersignature_path(bundle)
 }
 
 /// Detached signature files: each `--signature`, then `BUNDLE.sig` if it exists and was not named.

@@ -4,10 +4,11 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use super::{Policy, RawHead, Rejection, Verified, VerifyError, Visitor, check_index, finish_dir};
-use crate::digest::Hasher;
+use super::{
+    FileChecks, Policy, RawHead, Rejection, Verified, VerifyError, Visitor, check_index, finish_dir,
+};
 use crate::manifest::{MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_FILE};
-use crate::oci::{INDEX_FILE, MAX_MANIFEST_BYTES as MAX_INDEX_BYTES};
+
 use crate::progress::Reporter;
 use crate::signature::MAX_SIGNATURE_FILE_BYTES;
 
@@ -99,8 +100,8 @@ pub fn verify_directory(
     let embedded = read_bounded(dir, SIGNATURE_FILE, MAX_SIGNATURE_FILE_BYTES)?;
     let signed = RawHead::new(manifest_bytes, &embedded, policy)?.check(policy)?;
     let mut buf = vec![0u8; 1024 * 1024];
-    let mut index_json = Vec::new();
     reporter.start("verify", Some(signed.manifest.total_bytes()));
+    let mut checks = FileChecks::new(reporter, visitor);
     for entry in &signed.manifest.files {
         let (file, size) = open_regular(dir, &entry.path, None)?;
         if size != entry.size {
@@ -111,11 +112,9 @@ pub fn verify_directory(
             }
             .into());
         }
-        reporter.item(&entry.path, Some(entry.size));
-        visitor.file_start(entry);
-        let mut hasher = Hasher::new();
-        let mut limited = file.take(entry.size);
-        let capture = entry.path == INDEX_FILE && entry.size <= MAX_INDEX_BYTES;
+        let mut hasher = checks.begin(entry);
+        // One byte past the listed size, so a file that grew since the size check is caught.
+        let mut limited = file.take(entry.size + 1);
         loop {
             let n = limited.read(&mut buf).map_err(|source| VerifyError::Io {
                 path: dir.join(&entry.path).display().to_string(),
@@ -124,34 +123,11 @@ pub fn verify_directory(
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
-            if capture {
-                index_json.extend_from_slice(&buf[..n]);
-            }
-            visitor.file_chunk(entry, &buf[..n]);
-            reporter.advance(n as u64);
+            checks.chunk(entry, &mut hasher, &buf[..n]);
         }
-        if hasher.len() != entry.size {
-            return Err(Rejection::SizeMismatch {
-                path: entry.path.clone(),
-                listed: entry.size,
-                actual: hasher.len(),
-            }
-            .into());
-        }
-        let actual = hasher.finish().hex();
-        if actual != entry.sha256 {
-            return Err(Rejection::HashMismatch {
-                path: entry.path.clone(),
-                listed: entry.sha256.clone(),
-                actual,
-            }
-            .into());
-        }
-        visitor.file_end(entry);
-        reporter.item_done(&entry.path);
+        checks.end(entry, hasher)?;
     }
     reporter.finish();
-    check_index(&signed.manifest, &index_json)?;
+    check_index(&signed.manifest, &checks.index_json)?;
     Ok(finish_dir(signed, policy))
 }

@@ -17,6 +17,7 @@
 //! 8. `index.json` names every image and chart of `bundle.json` with the same digest.
 
 mod directory;
+mod file_check;
 mod rejection;
 mod report;
 
@@ -24,18 +25,18 @@ use std::collections::HashMap;
 use std::io::Read;
 
 pub use directory::verify_directory;
+use file_check::FileChecks;
 pub use rejection::{Rejection, VerifyError};
 pub use report::Report;
 
 use crate::archive::{
     BLOCK, Compression, EntryKind, Header, TarReader, header_field, open_stream, pipe,
 };
-use crate::digest::Hasher;
 use crate::manifest::{
     BundleManifest, FileEntry, MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_FILE, check_path,
     file_mode,
 };
-use crate::oci::{INDEX_FILE, Index, MAX_MANIFEST_BYTES as MAX_INDEX_BYTES};
+use crate::oci::Index;
 use crate::progress::Reporter;
 use crate::signature::{
     MAX_SIGNATURE_FILE_BYTES, SignatureCheck, SignatureEntry, SignatureSource, SignatureStatus,
@@ -312,9 +313,9 @@ fn verify_stream<R: Read>(
         .map(|(i, f)| (f.path.as_str(), i))
         .collect();
     let mut next = 0usize;
-    let mut index_json = Vec::new();
     let mut buf = vec![0u8; 1024 * 1024];
     reporter.start("verify", Some(signed.manifest.total_bytes()));
+    let mut checks = FileChecks::new(reporter, visitor);
     while let Some(h) = tar.next_header()? {
         if h.kind != EntryKind::Regular {
             return Err(Rejection::NotRegular {
@@ -354,29 +355,9 @@ fn verify_stream<R: Read>(
             .into());
         }
         check_canonical_header(tar.header_block(), &entry.path, entry.size, mtime)?;
-        reporter.item(&entry.path, Some(entry.size));
-        visitor.file_start(entry);
-        let mut hasher = Hasher::new();
-        let capture = entry.path == INDEX_FILE && entry.size <= MAX_INDEX_BYTES;
-        tar.stream_body(&mut buf, |chunk| {
-            hasher.update(chunk);
-            if capture {
-                index_json.extend_from_slice(chunk);
-            }
-            visitor.file_chunk(entry, chunk);
-            reporter.advance(chunk.len() as u64);
-        })?;
-        let actual = hasher.finish().hex();
-        if actual != entry.sha256 {
-            return Err(Rejection::HashMismatch {
-                path: h.path,
-                listed: entry.sha256.clone(),
-                actual,
-            }
-            .into());
-        }
-        visitor.file_end(entry);
-        reporter.item_done(&entry.path);
+        let mut hasher = checks.begin(entry);
+        tar.stream_body(&mut buf, |chunk| checks.chunk(entry, &mut hasher, chunk))?;
+        checks.end(entry, hasher)?;
         next += 1;
     }
     // Step 7.
@@ -390,7 +371,7 @@ fn verify_stream<R: Read>(
     tar.finish()?;
     reporter.finish();
     // Step 8.
-    check_index(&signed.manifest, &index_json)?;
+    check_index(&signed.manifest, &checks.index_json)?;
     Ok(finish(signed, compression, policy))
 }
 

@@ -96,13 +96,6 @@ fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Vec<PlannedFile<'a>> {
     files
 }
 
-/// Builds `bundle.json` for a plan (exact bytes; deterministic).
-pub fn manifest_for(plan: &Plan) -> Result<Vec<u8>, BundleError> {
-    let index = index_json(plan);
-    let files = layout_files(plan, &index);
-    manifest_bytes(plan, &files)
-}
-
 fn manifest_bytes(plan: &Plan, files: &[PlannedFile<'_>]) -> Result<Vec<u8>, BundleError> {
     let manifest = BundleManifest {
         schema_version: SCHEMA_VERSION,

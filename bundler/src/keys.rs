@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use sensei_core::signature::{KeyId, PrivateKey, PublicKey};
+use sensei_core::signature::{KeyId, PrivateKey};
 use zeroize::Zeroizing;
 
 use crate::error::{BundleError, InputError};
@@ -97,17 +97,6 @@ fn read_key_file(path: &Path) -> Result<Zeroizing<String>, BundleError> {
 pub fn read_private_key(path: &Path) -> Result<PrivateKey, BundleError> {
     let text = read_key_file(path)?;
     PrivateKey::from_pem(&text).map_err(|e| {
-        InputError::Key {
-            path: path.to_owned(),
-            message: e.to_string(),
-        }
-        .into()
-    })
-}
-
-pub fn read_public_key(path: &Path) -> Result<PublicKey, BundleError> {
-    let text = read_key_file(path)?;
-    PublicKey::from_pem(&text).map_err(|e| {
         InputError::Key {
             path: path.to_owned(),
             message: e.to_string(),

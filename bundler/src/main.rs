@@ -141,7 +141,7 @@ fn run(cli: Cli) -> Result<(), (ExitCode, anyhow::Error)> {
             let key = keys::read_private_key(&args.key).map_err(bundle_err)?;
             let out = args
                 .output
-                .unwrap_or_else(|| sign::default_signature_path(&args.bundle));
+                .unwrap_or_else(|| sensei_core::signature::countersignature_path(&args.bundle));
             let done = sign::countersign(&args.bundle, &key, &out).map_err(bundle_err)?;
             printer.json(&done);
             printer.result(&format!(

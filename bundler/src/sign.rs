@@ -25,11 +25,6 @@ pub struct Countersigned {
     pub signatures: usize,
 }
 
-/// The default countersignature path: `BUNDLE.sig` beside the bundle.
-pub fn default_signature_path(bundle: &Path) -> PathBuf {
-    sensei_core::signature::countersignature_path(bundle)
-}
-
 /// Reads the exact bytes of `bundle.json` from an archive or an extracted directory.
 pub fn read_manifest_bytes(bundle: &Path) -> Result<Vec<u8>, BundleError> {
     let bad = |message: String| InputError::Other(format!("{}: {message}", bundle.display()));

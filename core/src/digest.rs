@@ -1,7 +1,7 @@
 //! Content digests (`sha256:<hex>`) and the streaming hasher every blob passes through.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -134,68 +134,6 @@ impl Hasher {
     }
 }
 
-/// Hashes everything read through it.
-#[derive(Debug)]
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Hasher,
-}
-
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            hasher: Hasher::new(),
-        }
-    }
-
-    /// The digest and length of what was read.
-    pub fn finish(self) -> (Digest, u64) {
-        let len = self.hasher.len();
-        (self.hasher.finish(), len)
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Hashes everything written through it.
-#[derive(Debug)]
-pub struct HashingWriter<W> {
-    inner: W,
-    hasher: Hasher,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hasher: Hasher::new(),
-        }
-    }
-
-    pub fn finish(self) -> (W, Digest, u64) {
-        let len = self.hasher.len();
-        (self.inner, self.hasher.finish(), len)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Streams `reader` to its end through a hasher in constant memory, returning digest and length.
 pub fn digest_reader(mut reader: impl Read) -> io::Result<(Digest, u64)> {
     let mut hasher = Hasher::new();
@@ -242,18 +180,5 @@ mod tests {
             upper.parse::<Digest>().is_err(),
             "uppercase hex is not canonical"
         );
-    }
-
-    #[test]
-    fn hashing_reader_and_writer_agree() {
-        let data = vec![7u8; 100_000];
-        let mut r = HashingReader::new(&data[..]);
-        io::copy(&mut r, &mut io::sink()).unwrap();
-        let (d1, n1) = r.finish();
-        let mut w = HashingWriter::new(Vec::new());
-        w.write_all(&data).unwrap();
-        let (_, d2, n2) = w.finish();
-        assert_eq!((d1, n1), (d2, n2));
-        assert_eq!(d1, Digest::of(&data));
     }
 }

@@ -131,44 +131,9 @@ impl ConfigPlatform {
     }
 }
 
-/// Media type of a manifest document: its `mediaType` field, or (for OCI documents that omit it)
-/// inferred from its shape.
-pub fn sniff_media_type(bytes: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(rename = "mediaType")]
-        media_type: Option<String>,
-        manifests: Option<serde::de::IgnoredAny>,
-        config: Option<serde::de::IgnoredAny>,
-    }
-    let p: Probe = serde_json::from_slice(bytes).ok()?;
-    match (p.media_type, p.manifests.is_some(), p.config.is_some()) {
-        (Some(mt), _, _) => Some(mt),
-        (None, true, false) => Some(OCI_INDEX.to_owned()),
-        (None, false, true) => Some(OCI_MANIFEST.to_owned()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sniffs_media_types() {
-        assert_eq!(
-            sniff_media_type(br#"{"schemaVersion":2,"manifests":[]}"#).as_deref(),
-            Some(OCI_INDEX)
-        );
-        assert_eq!(
-            sniff_media_type(
-                br#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#
-            )
-            .as_deref(),
-            Some(DOCKER_MANIFEST)
-        );
-        assert_eq!(sniff_media_type(b"not json"), None);
-    }
 
     #[test]
     fn platform_display() {

@@ -4,7 +4,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sensei_core::signature::{MAX_SIGNATURE_FILE_BYTES, PublicKey, TrustedKey};
+use sensei_core::signature::{
+    MAX_SIGNATURE_FILE_BYTES, PublicKey, TrustedKey, countersignature_path,
+};
 
 use crate::error::LoaderError;
 
@@ -49,11 +51,6 @@ pub fn trusted_keys(paths: &[PathBuf]) -> Result<Vec<TrustedKey>, LoaderError> {
         .collect()
 }
 
-/// The countersignature file read automatically: `BUNDLE.sig` beside the bundle.
-pub fn sibling_signature(bundle: &Path) -> PathBuf {
-    sensei_core::signature::countersignature_path(bundle)
-}
-
 /// Detached signature files: each `--signature`, then `BUNDLE.sig` if it exists and was not named.
 pub fn detached_signatures(
     bundle: &Path,
@@ -61,18 +58,18 @@ pub fn detached_signatures(
 ) -> Result<Vec<(String, Vec<u8>)>, LoaderError> {
     let mut out = vec![];
     for p in explicit {
-        // Over-limit files are read one byte past the limit so the verifier reports them.
-        let bytes = read_limited(p, true)?;
+        let bytes = read_limited(p)?;
         out.push((p.display().to_string(), bytes));
     }
-    let sibling = sibling_signature(bundle);
+    let sibling = countersignature_path(bundle);
     if !explicit.iter().any(|p| p == &sibling) && sibling.is_file() {
-        out.push((sibling.display().to_string(), read_limited(&sibling, true)?));
+        out.push((sibling.display().to_string(), read_limited(&sibling)?));
     }
     Ok(out)
 }
 
-fn read_limited(path: &Path, _allow_over: bool) -> Result<Vec<u8>, LoaderError> {
+/// Reads a signature file, at most one byte past the limit: the verifier names over-limit files.
+fn read_limited(path: &Path) -> Result<Vec<u8>, LoaderError> {
     let file = std::fs::File::open(path)
         .map_err(|e| LoaderError::input(path, format!("cannot read signature file: {e}")))?;
     let mut bytes = Vec::new();

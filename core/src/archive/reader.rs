@@ -36,13 +36,6 @@ pub enum ArchiveError {
     Io(#[source] io::Error),
 }
 
-impl ArchiveError {
-    /// True when the failure is in the bundle's bytes (reject it) rather than in the machine.
-    pub fn is_rejection(&self) -> bool {
-        !matches!(self, ArchiveError::Io(_))
-    }
-}
-
 /// The outer compression, detected from the first bytes, whatever the file is called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

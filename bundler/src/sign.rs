@@ -4,12 +4,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sensei_core::archive::{EntryKind, TarReader, open_stream};
 use sensei_core::digest::Digest;
-use sensei_core::manifest::{BundleManifest, MANIFEST_FILE, MAX_MANIFEST_BYTES};
+use sensei_core::manifest::BundleManifest;
 use sensei_core::signature::{
     KeyId, MAX_SIGNATURE_FILE_BYTES, PrivateKey, parse_signature_file, signature_file_bytes,
 };
+
+use sensei_core::verify::{VerifyError, read_head};
 
 use crate::error::{BundleError, InputError};
 
@@ -28,34 +29,15 @@ pub struct Countersigned {
 /// Reads the exact bytes of `bundle.json` from an archive or an extracted directory.
 pub fn read_manifest_bytes(bundle: &Path) -> Result<Vec<u8>, BundleError> {
     let bad = |message: String| InputError::Other(format!("{}: {message}", bundle.display()));
-    if bundle.is_dir() {
-        let p = bundle.join(MANIFEST_FILE);
-        let meta =
-            std::fs::symlink_metadata(&p).map_err(|e| bad(format!("no {MANIFEST_FILE}: {e}")))?;
-        if !meta.is_file() || meta.len() > MAX_MANIFEST_BYTES {
-            return Err(bad(format!(
-                "{MANIFEST_FILE} is not a regular file within {MAX_MANIFEST_BYTES} bytes"
-            ))
-            .into());
-        }
-        return std::fs::read(&p).map_err(BundleError::io(p));
+    std::fs::metadata(bundle).map_err(|e| bad(format!("cannot open: {e}")))?;
+    match read_head(bundle) {
+        Ok(head) => Ok(head.manifest_bytes),
+        Err(VerifyError::Rejected(r)) => Err(bad(format!("not a Sensei bundle: {r}")).into()),
+        Err(VerifyError::Io { path, source }) => Err(BundleError::Io {
+            path: path.into(),
+            source,
+        }),
     }
-    let file = std::fs::File::open(bundle).map_err(|e| bad(format!("cannot open: {e}")))?;
-    let (stream, _) = open_stream(file).map_err(BundleError::io(bundle))?;
-    let mut tar = TarReader::new(stream);
-    let h = tar
-        .next_header()
-        .map_err(|e| bad(format!("not a bundle: {e}")))?
-        .ok_or_else(|| bad("empty archive".into()))?;
-    if h.path != MANIFEST_FILE || h.kind != EntryKind::Regular || h.size > MAX_MANIFEST_BYTES {
-        return Err(bad(format!(
-            "not a Sensei bundle: the first entry is {:?}, not {MANIFEST_FILE}",
-            h.path
-        ))
-        .into());
-    }
-    tar.read_body_to_vec()
-        .map_err(|e| bad(e.to_string()).into())
 }
 
 /// Signs `bundle`'s `bundle.json` with `key`, adding the signature to `out` (created if needed;

@@ -366,3 +366,34 @@ fn help_teaches_commands_and_exit_codes() {
     let bad = run(bundler().arg("create").arg("--no-such-flag"));
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn sign_and_inspect_refuse_what_is_not_a_bundle() {
+    let b = Built::new();
+    let sign = run(bundler()
+        .arg("sign")
+        .arg(&b.fixtures.spec_path)
+        .arg("--key")
+        .arg(&b.key));
+    assert_eq!(sign.status.code(), Some(2));
+    assert!(
+        stderr(&sign).contains("not a Sensei bundle"),
+        "{}",
+        stderr(&sign)
+    );
+    let inspect = run(loader().arg("inspect").arg(&b.fixtures.spec_path));
+    assert_eq!(inspect.status.code(), Some(1));
+    // An extracted directory that lost bundle.sig can still be looked at.
+    let dir = b.path().join("x");
+    std::fs::create_dir(&dir).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&b.tar)
+            .arg("-C")
+            .arg(&dir),
+    );
+    std::fs::remove_file(dir.join("bundle.sig")).unwrap();
+    let text = run_ok(loader().arg("inspect").arg(&dir));
+    assert!(text.contains("signatures claimed: 0"), "{text}");
+}

@@ -75,7 +75,7 @@ fn open_regular(dir: &Path, rel: &str, limit: Option<u64>) -> Result<(File, u64)
     Ok((file, meta.len()))
 }
 
-fn read_bounded(dir: &Path, rel: &str, limit: u64) -> Result<Vec<u8>, VerifyError> {
+pub(super) fn read_bounded(dir: &Path, rel: &str, limit: u64) -> Result<Vec<u8>, VerifyError> {
     let (file, _) = open_regular(dir, rel, Some(limit))?;
     let mut out = Vec::new();
     // Bounded even if the file grows after the size check.

@@ -18,6 +18,7 @@
 
 mod directory;
 mod file_check;
+mod head;
 mod rejection;
 mod report;
 
@@ -26,6 +27,7 @@ use std::io::Read;
 
 pub use directory::verify_directory;
 use file_check::FileChecks;
+pub use head::{Head, read_head};
 pub use rejection::{Rejection, VerifyError};
 pub use report::Report;
 
@@ -185,7 +187,7 @@ fn read_fixed_entry<R: Read>(
     limit: u64,
     misplaced: impl Fn(String) -> Rejection,
     too_large: impl Fn(u64) -> Rejection,
-) -> Result<(Vec<u8>, [u8; BLOCK]), VerifyError> {
+) -> Result<RawEntry, VerifyError> {
     let Some(h) = tar.next_header()? else {
         return Err(misplaced("(end of archive)".into()).into());
     };
@@ -204,6 +206,35 @@ fn read_fixed_entry<R: Read>(
     }
     let block = *tar.header_block();
     Ok((tar.read_body_to_vec()?, block))
+}
+
+/// An entry's bytes and its raw header block.
+type RawEntry = (Vec<u8>, [u8; BLOCK]);
+
+/// Steps 1–2 on an archive: `bundle.json` then `bundle.sig`, each with its raw header block.
+fn read_head_entries<R: Read>(tar: &mut TarReader<R>) -> Result<(RawEntry, RawEntry), VerifyError> {
+    let manifest = read_fixed_entry(
+        tar,
+        MANIFEST_FILE,
+        MAX_MANIFEST_BYTES,
+        |found| Rejection::ManifestNotFirst { found },
+        |size| Rejection::ManifestTooLarge {
+            size,
+            limit: MAX_MANIFEST_BYTES,
+        },
+    )?;
+    let signature = read_fixed_entry(
+        tar,
+        SIGNATURE_FILE,
+        MAX_SIGNATURE_FILE_BYTES,
+        |found| Rejection::SignatureNotSecond { found },
+        |size| Rejection::SignatureFileTooLarge {
+            source_name: SIGNATURE_FILE.into(),
+            size,
+            limit: MAX_SIGNATURE_FILE_BYTES,
+        },
+    )?;
+    Ok((manifest, signature))
 }
 
 /// Every header must be exactly the one the format prescribes for its path, size and the
@@ -273,27 +304,7 @@ fn verify_stream<R: Read>(
     visitor: &mut dyn Visitor,
 ) -> Result<Verified, VerifyError> {
     // Steps 1–2.
-    let (manifest_bytes, manifest_block) = read_fixed_entry(
-        &mut tar,
-        MANIFEST_FILE,
-        MAX_MANIFEST_BYTES,
-        |found| Rejection::ManifestNotFirst { found },
-        |size| Rejection::ManifestTooLarge {
-            size,
-            limit: MAX_MANIFEST_BYTES,
-        },
-    )?;
-    let (embedded, sig_block) = read_fixed_entry(
-        &mut tar,
-        SIGNATURE_FILE,
-        MAX_SIGNATURE_FILE_BYTES,
-        |found| Rejection::SignatureNotSecond { found },
-        |size| Rejection::SignatureFileTooLarge {
-            source_name: SIGNATURE_FILE.into(),
-            size,
-            limit: MAX_SIGNATURE_FILE_BYTES,
-        },
-    )?;
+    let ((manifest_bytes, manifest_block), (embedded, sig_block)) = read_head_entries(&mut tar)?;
     // Steps 3–5.
     let signed = RawHead::new(manifest_bytes, &embedded, policy)?.check(policy)?;
     let mtime = signed.manifest.created_at()?.as_second().max(0) as u64;

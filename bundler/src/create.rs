@@ -306,21 +306,7 @@ pub fn render_plan(plan: &Plan) -> String {
     let _ = writeln!(s, "  upgrade from  {}", plan.compat.as_str());
     let _ = writeln!(s, "images ({}):", plan.images.len());
     for i in &plan.images {
-        let platforms = if i.platforms.is_empty() {
-            String::new()
-        } else {
-            format!(" [{}]", i.platforms.join(", "))
-        };
-        let filtered = if i.filtered_from.is_some() {
-            " (platform subset)"
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            s,
-            "  {} @ {}{}{}",
-            i.reference, i.digest, platforms, filtered
-        );
+        let _ = writeln!(s, "  {i}");
     }
     let _ = writeln!(s, "charts ({}):", plan.charts.len());
     for c in &plan.charts {

@@ -67,6 +67,20 @@ pub struct ImageEntry {
     pub source: Option<String>,
 }
 
+/// One line for reports: `REFERENCE  DIGEST  [PLATFORMS]`, noting a platform subset.
+impl std::fmt::Display for ImageEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}  {}", self.reference, self.digest)?;
+        if !self.platforms.is_empty() {
+            write!(f, "  [{}]", self.platforms.join(", "))?;
+        }
+        if self.filtered_from.is_some() {
+            f.write_str("  (platform subset of the published index)")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChartEntry {

@@ -60,17 +60,7 @@ pub fn verify_report(r: &Report) -> String {
     }
     let _ = writeln!(s, "images: {}", r.images.len());
     for i in &r.images {
-        let platforms = if i.platforms.is_empty() {
-            String::new()
-        } else {
-            format!("  [{}]", i.platforms.join(", "))
-        };
-        let subset = if i.filtered_from.is_some() {
-            "  (platform subset of the published index)"
-        } else {
-            ""
-        };
-        let _ = writeln!(s, "  {}  {}{}{}", i.reference, i.digest, platforms, subset);
+        let _ = writeln!(s, "  {i}");
     }
     let _ = writeln!(s, "charts: {}", r.charts.len());
     for c in &r.charts {
@@ -112,12 +102,7 @@ pub fn inspection(i: &Inspection) -> String {
     }
     let _ = writeln!(s, "images: {}", m.images.len());
     for img in &m.images {
-        let platforms = if img.platforms.is_empty() {
-            String::new()
-        } else {
-            format!("  [{}]", img.platforms.join(", "))
-        };
-        let _ = writeln!(s, "  {}  {}{}", img.reference, img.digest, platforms);
+        let _ = writeln!(s, "  {img}");
     }
     let _ = writeln!(s, "charts: {}", m.charts.len());
     for c in &m.charts {

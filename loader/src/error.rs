@@ -27,15 +27,6 @@ impl LoaderError {
             message: message.into(),
         }
     }
-
-    /// The exit code of the command-line contract.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            LoaderError::Rejected(_) => 1,
-            LoaderError::Input { .. } => 2,
-            LoaderError::Io { .. } => 3,
-        }
-    }
 }
 
 impl LoaderError {

@@ -69,10 +69,10 @@ struct InspectArgs {
 }
 
 fn exit_code(e: &LoaderError) -> ExitCode {
-    match e.exit_code() {
-        1 => ExitCode::Rejected,
-        2 => ExitCode::Usage,
-        _ => ExitCode::Outside,
+    match e {
+        LoaderError::Rejected(_) => ExitCode::Rejected,
+        LoaderError::Input { .. } => ExitCode::Usage,
+        LoaderError::Io { .. } => ExitCode::Outside,
     }
 }
 

@@ -99,6 +99,19 @@ impl Built {
         self.dir.path()
     }
 
+    /// Verifies `bundle` with the release key, asserting success; returns the report.
+    pub fn verifies(&self, bundle: &Path) -> String {
+        let out = self.verify(bundle, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} should verify: {}",
+            bundle.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `sensei-loader verify BUNDLE --key <public>` plus extra args.
     pub fn verify(&self, bundle: &Path, extra: &[&str]) -> Output {
         run(loader()

@@ -744,14 +744,7 @@ fn build_expired(b: &Built) -> PathBuf {
 fn the_unmodified_bundle_verifies() {
     let b = Built::new();
     for bundle in [&b.tar, &b.tgz] {
-        let out = b.verify(bundle, &[]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("VERIFIED"));
+        assert!(b.verifies(bundle).contains("VERIFIED"));
     }
 }
 

@@ -41,7 +41,7 @@ mod tests;
 
 pub use expiry::Expiry;
 pub use platform::Platform;
-pub use reference::{validate_host, validate_reference};
+pub use reference::{ImageRef, validate_host, validate_reference};
 
 /// Largest spec file read. Real specs are a few KiB; the bound keeps a wrong path (an image
 /// tarball, a device) from being slurped into memory.

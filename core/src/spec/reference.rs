@@ -125,6 +125,65 @@ pub(crate) fn canonical(s: &str) -> String {
     }
 }
 
+/// An image reference split into registry host, repository path, tag and digest, with Docker
+/// Hub's short names normalised (`nginx:1.25` → host `docker.io`, path `library/nginx`). This is
+/// what the bundler pulls from and what push maps onto the target registry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageRef {
+    /// `registry.example.com` or `127.0.0.1:5000`; `docker.io` for Docker Hub.
+    pub host: String,
+    /// The repository path inside the registry (`sensei/api`, `library/nginx`).
+    pub path: String,
+    pub tag: Option<String>,
+    pub digest: Option<crate::digest::Digest>,
+}
+
+impl ImageRef {
+    /// Parses and normalises a reference that [`validate_reference`] accepts.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        validate_reference(s)?;
+        let full = canonical(s);
+        let (name, digest) = match full.split_once('@') {
+            Some((name, digest)) => (
+                name,
+                Some(
+                    digest
+                        .parse::<crate::digest::Digest>()
+                        .map_err(|e| format!("{s:?}: {e}"))?,
+                ),
+            ),
+            None => (full.as_str(), None),
+        };
+        let (name, tag) = split_tag(name);
+        let (host, path) = split_host(name);
+        let host = host.ok_or_else(|| format!("{s:?} has no registry host"))?;
+        Ok(Self {
+            host: host.to_owned(),
+            path: path.to_owned(),
+            tag: tag.map(str::to_owned),
+            digest,
+        })
+    }
+
+    /// `host/path`, without tag or digest.
+    pub fn repository(&self) -> String {
+        format!("{}/{}", self.host, self.path)
+    }
+}
+
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.host, self.path)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Splits `name[:tag]`; a colon before the last `/` is a port, not a tag.
 fn split_tag(s: &str) -> (&str, Option<&str>) {
     match s.rfind(':') {
@@ -303,6 +362,25 @@ mod tests {
         ] {
             assert!(validate_host(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn image_ref_splits_and_normalises() {
+        let r = ImageRef::parse("nginx:1.25").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.path.as_str()),
+            ("docker.io", "library/nginx")
+        );
+        assert_eq!(r.tag.as_deref(), Some("1.25"));
+        assert_eq!(r.to_string(), "docker.io/library/nginx:1.25");
+        let r = ImageRef::parse(&format!("127.0.0.1:5000/a/b:1@{DIGEST}")).unwrap();
+        assert_eq!(r.host, "127.0.0.1:5000");
+        assert_eq!(r.path, "a/b");
+        assert_eq!(r.tag.as_deref(), Some("1"));
+        assert_eq!(r.digest.unwrap().to_string(), DIGEST);
+        assert_eq!(r.repository(), "127.0.0.1:5000/a/b");
+        assert_eq!(r.to_string(), format!("127.0.0.1:5000/a/b:1@{DIGEST}"));
+        assert!(ImageRef::parse("nginx").is_err());
     }
 
     #[test]

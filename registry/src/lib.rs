@@ -1,0 +1,18 @@
+//! An OCI distribution client for Sensei bundles: credentials from Docker's config.json,
+//! private CAs, plain HTTP only where asked, retries with backoff, bounded manifests, and blobs
+//! streamed through a hasher in constant memory. Used by the bundler to pull and by the
+//! loader to push.
+
+pub mod client;
+pub mod credentials;
+pub mod error;
+pub mod retry;
+
+pub use client::{ClientSettings, FetchedManifest, Registry, Repo, SetupError};
+pub use credentials::{CredentialSource, Credentials};
+pub use error::{ErrorKind, RegistryError};
+pub use retry::RetryPolicy;
+
+/// Parallel transfers when `--concurrency` is not given: enough to hide round trips on many
+/// small blobs, few enough not to starve one big blob of bandwidth.
+pub const DEFAULT_CONCURRENCY: usize = 8;

@@ -1,0 +1,138 @@
+//! Retries with exponential backoff and jitter, for the failures that pass: connection errors,
+//! 5xx and 429. Everything else (401, 404, a wrong digest) fails at once.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::ErrorKind;
+
+/// How often and how patiently to retry.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Delay before the second attempt; doubles each time.
+    pub base: Duration,
+    /// Longest single delay.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Six attempts over about 15 s: enough to ride out a registry restart.
+    fn default() -> Self {
+        Self {
+            attempts: 6,
+            base: Duration::from_millis(250),
+            max: Duration::from_secs(8),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries, for tests of the failure paths.
+    pub fn none() -> Self {
+        Self {
+            attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The delay before attempt `n` (1 = the first retry), with up to 25% random jitter so
+    /// parallel transfers don't retry in lockstep.
+    pub fn delay(&self, n: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+            .min(self.max);
+        let mut b = [0u8; 2];
+        let jitter = if getrandom::fill(&mut b).is_ok() {
+            u64::from(u16::from_le_bytes(b)) * 250 / 65535
+        } else {
+            0
+        };
+        exp + exp.mul_f64(jitter as f64 / 1000.0)
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or the attempts run out. `op` gets the
+    /// attempt number (0 first) so it can resume instead of starting over.
+    pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, ErrorKind>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, ErrorKind>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op(attempt).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && attempt + 1 < self.attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(self.delay(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn fast(attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            attempts,
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_transient_failures_only() {
+        let calls = AtomicU32::new(0);
+        let r: Result<u32, _> = fast(5)
+            .run(|n| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < 2 {
+                        Err(ErrorKind::from_status(503, "busy"))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = fast(5)
+            .run(|_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err(ErrorKind::NotFound) }
+            })
+            .await;
+        assert!(matches!(r, Err(ErrorKind::NotFound)));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_last_attempt() {
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = fast(3)
+            .run(|_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err(ErrorKind::from_status(429, "slow down")) }
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn delays_grow_and_stay_bounded() {
+        let p = RetryPolicy::default();
+        assert!(p.delay(1) >= p.base);
+        assert!(p.delay(30) <= p.max.mul_f64(1.26));
+    }
+}

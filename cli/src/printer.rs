@@ -165,6 +165,19 @@ impl Reporter for Bars {
         }
     }
 
+    fn item_advance(&self, name: &str, bytes: u64) {
+        if let Ok(t) = self.total.lock()
+            && let Some(bar) = t.as_ref()
+        {
+            bar.inc(bytes);
+        }
+        if let Ok(items) = self.items.lock()
+            && let Some((_, bar)) = items.iter().find(|(n, _)| n == name)
+        {
+            bar.inc(bytes);
+        }
+    }
+
     fn note(&self, message: &str) {
         let _ = self.multi.println(message);
     }

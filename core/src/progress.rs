@@ -12,6 +12,11 @@ pub trait Reporter: Send + Sync {
     fn item_done(&self, _name: &str) {}
     /// Bytes processed since the last call.
     fn advance(&self, _bytes: u64) {}
+    /// Bytes of one item processed since the last call, for work that runs several items at
+    /// once (parallel fetch and push): counts toward the phase total too.
+    fn item_advance(&self, _name: &str, bytes: u64) {
+        self.advance(bytes);
+    }
     /// A message worth showing a human (e.g. a retry), never required for correctness.
     fn note(&self, _message: &str) {}
     /// The phase is over.

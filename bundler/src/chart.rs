@@ -17,6 +17,7 @@ mod ignore;
 mod metadata;
 mod package;
 mod read;
+pub mod repo;
 #[cfg(test)]
 mod tests;
 

@@ -8,6 +8,7 @@
 
 pub mod chart;
 pub mod create;
+pub mod discover;
 pub mod error;
 pub mod keys;
 pub mod layout;

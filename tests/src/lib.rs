@@ -3,3 +3,4 @@
 pub mod bins;
 pub mod craft;
 pub mod fixtures;
+pub mod rig;

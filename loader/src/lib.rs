@@ -7,6 +7,8 @@
 
 pub mod error;
 pub mod inspect;
+pub mod mapping;
 pub mod open;
 pub mod render;
+pub mod upgrade;
 pub mod verify;

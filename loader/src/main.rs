@@ -1,5 +1,6 @@
 //! `sensei-loader`: parses arguments, calls the library, maps errors to the exit-code contract.
 
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Command {
     Verify(VerifyArgs),
     /// Show what a bundle claims to hold, without verifying anything
     Inspect(InspectArgs),
+    /// Verify a bundle, check it against the deployed release, push it and run helm upgrade
+    Upgrade(Box<UpgradeArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -106,6 +109,7 @@ fn main() {
                 Err(e) => fail(&printer, e),
             }
         }
+        Command::Upgrade(args) => run_upgrade(*args),
         Command::Inspect(args) => {
             let printer = Printer::new(args.json, false);
             match inspect::inspect(&args.bundle) {
@@ -116,5 +120,208 @@ fn main() {
                 Err(e) => fail(&printer, e),
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// upgrade
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 success; 1 refused (verification, trust, a bundle older than \
+    the last one loaded here, or the compatibility check); 2 usage or input error; 3 helm, the \
+    cluster, the registry or the disk failed.\n\
+    Example:\n  sensei-loader upgrade sensei-1.2.0.tar.gz --key release.pub --registry registry.internal \
+    --release sensei -n sensei -f values.yaml\n  \
+    sensei-loader upgrade sensei-1.2.0.tar.gz --key release.pub --registry registry.internal \
+    --release sensei -n sensei --dry-run"
+)]
+struct UpgradeArgs {
+    /// The bundle: the archive (.tar, .tar.gz) or the directory it was extracted into
+    #[arg(value_name = "BUNDLE")]
+    bundle: PathBuf,
+    /// The internal registry to push to and install from
+    #[arg(long, value_name = "HOST[:PORT][/PREFIX]", value_parser = parse_registry)]
+    registry: sensei_loader::mapping::Registry,
+    /// A public key you trust (repeatable)
+    #[arg(long = "key", value_name = "PUB", required = true)]
+    keys: Vec<PathBuf>,
+    /// A detached countersignature file (repeatable; BUNDLE.sig beside the bundle is read automatically)
+    #[arg(long = "signature", value_name = "SIGFILE")]
+    signatures: Vec<PathBuf>,
+    /// How many distinct trusted keys must have signed
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    threshold: u32,
+    /// The Helm release to upgrade (or install)
+    #[arg(long, value_name = "NAME")]
+    release: String,
+    /// The release's namespace (default: the kubeconfig context's)
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// A values file for helm (repeatable, in order; applied after the registry override)
+    #[arg(long = "values", short = 'f', value_name = "VALUES")]
+    values: Vec<String>,
+    /// A value for helm, KEY=VALUE (repeatable; overrides ours, e.g. global.imageRegistry)
+    #[arg(long = "set", value_name = "K=V")]
+    set: Vec<String>,
+    /// The helm binary (Helm 3 or 4)
+    #[arg(long, value_name = "PATH", default_value = "helm")]
+    helm: PathBuf,
+    /// How long helm waits for the rollout
+    #[arg(long, value_name = "DURATION", default_value = sensei_loader::upgrade::DEFAULT_TIMEOUT)]
+    timeout: String,
+    /// Verify and check everything, push nothing, and run helm's client-side dry run with the
+    /// chart taken from the bundle
+    #[arg(long)]
+    dry_run: bool,
+    /// Allow an upgrade across a major version
+    #[arg(long)]
+    allow_major: bool,
+    /// Allow a bundle older than the deployed release or than the last one loaded here
+    #[arg(long)]
+    allow_downgrade: bool,
+    /// Where the last loaded version of each bundle is kept (default: $XDG_STATE_HOME/sensei,
+    /// else ~/.local/state/sensei)
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Which chart of the bundle to install (default: the one named like the bundle, else the only one)
+    #[arg(long, value_name = "NAME")]
+    chart: Option<String>,
+    /// The kubeconfig context helm uses
+    #[arg(long, value_name = "CONTEXT")]
+    kube_context: Option<String>,
+    /// The kubeconfig file helm uses
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for the registry
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// The registry speaks plain HTTP
+    #[arg(long)]
+    plain_http: bool,
+    /// Registry user (the password is read from stdin with --password-stdin)
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the registry password from stdin
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// Parallel uploads
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: Option<u16>,
+    /// Print the report as one JSON document on stdout
+    #[arg(long)]
+    json: bool,
+    /// No progress output, no helm output unless it fails
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+fn parse_registry(s: &str) -> Result<sensei_loader::mapping::Registry, String> {
+    s.parse()
+        .map_err(|e: sensei_loader::mapping::MappingError| e.to_string())
+}
+
+/// What the upgrade says while it runs, on stderr (stdout is the report).
+struct StderrObserver {
+    quiet: bool,
+}
+
+impl sensei_loader::upgrade::Observer for StderrObserver {
+    fn step(&self, message: &str) {
+        if !self.quiet {
+            let _ = writeln!(std::io::stderr().lock(), "{message}");
+        }
+    }
+    fn command(&self, line: &str) {
+        if !self.quiet {
+            let _ = writeln!(std::io::stderr().lock(), "running: {line}");
+        }
+    }
+    fn helm_output(&self, line: &str) {
+        if !self.quiet {
+            let _ = writeln!(std::io::stderr().lock(), "  helm| {line}");
+        }
+    }
+}
+
+fn run_upgrade(args: UpgradeArgs) {
+    use sensei_loader::upgrade::{
+        Fault, KubeTarget, PushOptions, StateDir, Unavailable, UpgradeError, UpgradeOptions,
+    };
+    let printer = Printer::new(args.json, args.quiet);
+    let fail_upgrade = |e: UpgradeError| -> ! {
+        let code = match e.fault() {
+            Fault::Rejected => ExitCode::Rejected,
+            Fault::Input => ExitCode::Usage,
+            Fault::Outside => ExitCode::Outside,
+        };
+        printer.json(&serde_json::json!({
+            "verdict": if code == ExitCode::Rejected { "rejected" } else { "error" },
+            "exitCode": code.code(),
+            "error": e.to_string(),
+        }));
+        sensei_cli::exit::fail(code, &anyhow::Error::new(e))
+    };
+    let Some(state_dir) = args.state_dir.or_else(StateDir::default_dir) else {
+        fail_upgrade(UpgradeError::Usage(
+            "no state directory: neither XDG_STATE_HOME nor HOME is set; pass --state-dir DIR"
+                .into(),
+        ))
+    };
+    let password = if args.password_stdin {
+        let mut text = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+            fail_upgrade(UpgradeError::Usage(format!(
+                "--password-stdin: cannot read the password from stdin: {e}"
+            )))
+        }
+        Some(text.trim_end_matches(['\n', '\r']).to_owned())
+    } else {
+        None
+    };
+    let opts = UpgradeOptions {
+        bundle: args.bundle,
+        trust: TrustOptions {
+            keys: args.keys,
+            signatures: args.signatures,
+            threshold: args.threshold as usize,
+            expected_name: None,
+        },
+        registry: args.registry,
+        push: PushOptions {
+            ca_file: args.ca_file,
+            plain_http: args.plain_http,
+            username: args.username,
+            password,
+            concurrency: args.concurrency.map(usize::from),
+        },
+        release: args.release,
+        namespace: args.namespace,
+        values: args.values,
+        set: args.set,
+        helm: args.helm,
+        timeout: args.timeout,
+        dry_run: args.dry_run,
+        allow_major: args.allow_major,
+        allow_downgrade: args.allow_downgrade,
+        state_dir,
+        chart: args.chart,
+        kube: KubeTarget {
+            context: args.kube_context,
+            kubeconfig: args.kubeconfig,
+        },
+    };
+    let reporter = printer.reporter();
+    let observer = StderrObserver { quiet: args.quiet };
+    // The real push plugs in here (crate::push); until then only --dry-run gets past step 4.
+    match sensei_loader::upgrade::upgrade(&opts, &Unavailable, reporter.as_ref(), &observer) {
+        Ok(report) => {
+            printer.json(&serde_json::json!({
+                "verdict": if report.dry_run { "dryRun" } else { "upgraded" },
+                "report": report,
+            }));
+            printer.result(&sensei_loader::upgrade::render(&report));
+        }
+        Err(e) => fail_upgrade(e),
     }
 }

@@ -65,7 +65,7 @@ pub fn index_json(plan: &Plan) -> Vec<u8> {
 }
 
 /// The manifest a plan produces, plus the list of files in archive order with their sources.
-fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Vec<PlannedFile<'a>> {
+fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Result<Vec<PlannedFile<'a>>, BundleError> {
     let bytes_file = |path: &str, data: &'a [u8]| PlannedFile {
         entry: FileEntry {
             path: path.to_owned(),
@@ -81,7 +81,14 @@ fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Vec<PlannedFile<'a>> {
     for blob in plan.ordered_blobs() {
         let source = match &blob.data {
             BlobData::Bytes(b) => Source::Bytes(b),
-            BlobData::File(p) => Source::File(p),
+            BlobData::File(p) | BlobData::Stored(p) => Source::File(p),
+            BlobData::Remote(_) => {
+                return Err(InputError::Other(format!(
+                    "blob {} of {} was planned but never fetched",
+                    blob.digest, blob.needed_by
+                ))
+                .into());
+            }
         };
         files.push(PlannedFile {
             entry: FileEntry {
@@ -93,7 +100,7 @@ fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Vec<PlannedFile<'a>> {
         });
     }
     files.push(bytes_file(LOAD_SCRIPT_FILE, LOAD_SCRIPT.as_bytes()));
-    files
+    Ok(files)
 }
 
 fn manifest_bytes(plan: &Plan, files: &[PlannedFile<'_>]) -> Result<Vec<u8>, BundleError> {
@@ -128,7 +135,7 @@ pub fn write_bundle(
     reporter: &dyn Reporter,
 ) -> Result<Written, BundleError> {
     let index = index_json(plan);
-    let files = layout_files(plan, &index);
+    let files = layout_files(plan, &index)?;
     let manifest = manifest_bytes(plan, &files)?;
     let signatures: Vec<_> = opts.keys.iter().map(|k| k.sign(&manifest)).collect();
     let sig_bytes = signature_file_bytes(&signatures);

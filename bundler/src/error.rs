@@ -49,6 +49,15 @@ pub enum BundleError {
     },
     #[error("interrupted; nothing was written to {0}")]
     Cancelled(PathBuf),
+    /// A registry failed or sent bytes that don't match: exit 3.
+    #[error("{reference}: {source}")]
+    Registry {
+        reference: String,
+        source: sensei_registry::RegistryError,
+    },
+    /// Another outside failure (a chart repository, helm): exit 3.
+    #[error("{0}")]
+    Outside(String),
 }
 
 impl BundleError {

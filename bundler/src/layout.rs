@@ -174,3 +174,45 @@ impl Layout {
         Ok(())
     }
 }
+
+/// One image of a layout, as the walker reads it.
+#[derive(Debug)]
+pub struct LayoutImage<'a> {
+    pub layout: &'a Layout,
+    pub reference: &'a str,
+}
+
+impl crate::walk::ImageSource for LayoutImage<'_> {
+    async fn manifest(&self, desc: &Descriptor) -> Result<Vec<u8>, BundleError> {
+        self.layout.read_small(desc, self.reference)
+    }
+
+    async fn config(&self, desc: &Descriptor) -> Result<Vec<u8>, BundleError> {
+        self.layout.read_small(desc, self.reference)
+    }
+
+    fn layer(&self, layer: &Descriptor) -> Result<crate::plan::BlobData, BundleError> {
+        let path = self.layout.blob_path(&layer.digest);
+        let meta = std::fs::metadata(&path).map_err(|e| InputError::Layout {
+            dir: self.layout.dir().to_owned(),
+            message: format!(
+                "layer {} of {} is missing ({e}); the layout is incomplete",
+                layer.digest, self.reference
+            ),
+        })?;
+        if meta.len() != layer.size {
+            return Err(IntegrityError {
+                reference: self.reference.to_owned(),
+                digest: layer.digest,
+                source_name: self.layout.dir().display().to_string(),
+                problem: format!(
+                    "is {} bytes on disk, the manifest says {}",
+                    meta.len(),
+                    layer.size
+                ),
+            }
+            .into());
+        }
+        Ok(crate::plan::BlobData::File(path))
+    }
+}

@@ -12,5 +12,8 @@ pub mod discover;
 pub mod error;
 pub mod keys;
 pub mod layout;
+pub mod fetch;
 pub mod plan;
+pub mod remote;
 pub mod sign;
+pub mod walk;

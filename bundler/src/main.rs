@@ -6,13 +6,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use sensei_bundler::chart::repo::http_client;
 use sensei_bundler::create::{WriteOptions, write_bundle};
 use sensei_bundler::error::BundleError;
-use sensei_bundler::plan::{PlanOptions, plan};
+use sensei_bundler::error::InputError;
+use sensei_bundler::fetch::fetch_remote;
+use sensei_bundler::plan::{PlanEnv, PlanOptions, plan};
 use sensei_bundler::{keys, sign};
 use sensei_cli::exit::fail;
 use sensei_cli::{ExitCode, Printer};
 use sensei_core::spec::{BundleSpec, Platform};
+use sensei_registry::{ClientSettings, CredentialSource, Registry, RetryPolicy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -81,6 +85,9 @@ struct CreateArgs {
     /// Docker config.json with registry credentials (default $DOCKER_CONFIG or ~/.docker/config.json)
     #[arg(long, value_name = "DOCKER_CONFIG_JSON")]
     registry_config: Option<PathBuf>,
+    /// The helm binary for image discovery (default $SENSEI_HELM, else helm on PATH)
+    #[arg(long, value_name = "PATH")]
+    helm: Option<PathBuf>,
     /// Resolve everything and print the plan; write nothing
     #[arg(long)]
     dry_run: bool,
@@ -111,7 +118,10 @@ struct SignArgs {
 fn exit_code(e: &BundleError) -> ExitCode {
     match e {
         BundleError::Input(_) => ExitCode::Usage,
-        BundleError::Integrity(_) | BundleError::Io { .. } => ExitCode::Outside,
+        BundleError::Integrity(_)
+        | BundleError::Io { .. }
+        | BundleError::Registry { .. }
+        | BundleError::Outside(_) => ExitCode::Outside,
         BundleError::Cancelled(_) => ExitCode::Interrupted,
     }
 }
@@ -187,7 +197,40 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
         platforms: args.platforms.clone(),
         created: created_time()?,
     };
-    let plan = plan(&spec, &args.spec, &opts)?;
+    if let Some(path) = &args.registry_config
+        && !path.is_file()
+    {
+        return Err(BundleError::Input(InputError::Other(format!(
+            "--registry-config {}: no such file; give the Docker config.json that holds the registry credentials",
+            path.display()
+        )))
+        .into());
+    }
+    let registry = Registry::new(ClientSettings {
+        ca_files: args.ca_file.iter().cloned().collect(),
+        plain_http: args.plain_http.clone(),
+        credentials: CredentialSource::docker_default(args.registry_config.as_deref()),
+        retry: RetryPolicy::default(),
+    })
+    .map_err(|e| BundleError::Input(InputError::Other(e.to_string())))?;
+    let http = http_client(args.ca_file.as_deref()).map_err(|e| {
+        if e.is_input() {
+            BundleError::Input(InputError::Other(e.to_string()))
+        } else {
+            BundleError::Outside(e.to_string())
+        }
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let env = PlanEnv {
+        registry: &registry,
+        http: &http,
+        helm: args.helm.as_deref(),
+        concurrency: args.concurrency,
+    };
+    let mut plan = runtime.block_on(plan(&spec, &args.spec, &opts, &env))?;
     if args.dry_run {
         printer.json(&plan.summary());
         printer.result(&sensei_bundler::create::render_plan(&plan));
@@ -206,7 +249,7 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = cancel.clone();
-        // A second Ctrl-C exits at once; the first lets the writer remove its temporary file.
+        // A second Ctrl-C exits at once; the first lets the writer remove its temporary files.
         let _ = ctrlc::set_handler(move || {
             if cancel.swap(true, Ordering::SeqCst) {
                 std::process::exit(ExitCode::Interrupted.code());
@@ -214,6 +257,29 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
         });
     }
     let reporter = printer.reporter();
+    // Fetched layers wait beside the output (same filesystem, so writing the archive is a
+    // local copy); the directory goes away whatever happens.
+    let out_dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let store = tempfile::Builder::new()
+        .prefix(".sensei-fetch-")
+        .tempdir_in(&out_dir)
+        .map_err(BundleError::io(&out_dir))?;
+    let fetched = runtime
+        .block_on(fetch_remote(
+            &mut plan,
+            &registry,
+            store.path(),
+            args.concurrency,
+            Some(&cancel),
+            reporter.as_ref(),
+        ))
+        .map_err(|e| match e {
+            BundleError::Cancelled(_) => BundleError::Cancelled(output.clone()),
+            e => e,
+        })?;
     let written = write_bundle(
         &plan,
         &output,
@@ -223,7 +289,17 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
         },
         reporter.as_ref(),
     )?;
-    printer.json(&written);
+    drop(store);
+    #[derive(serde::Serialize)]
+    struct Summary<'a> {
+        #[serde(flatten)]
+        written: &'a sensei_bundler::create::Written,
+        fetched: sensei_bundler::fetch::Fetched,
+    }
+    printer.json(&Summary {
+        written: &written,
+        fetched,
+    });
     printer.result(&format!(
         "wrote {} ({} bytes): {} {}, {} image(s), {} chart(s), {} files\nbundle.json sha256:{} signed by {}",
         written.path.display(),

@@ -5,19 +5,20 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures_util::{StreamExt, TryStreamExt};
 use sensei_core::compat::CompatRule;
 use sensei_core::digest::Digest;
 use sensei_core::manifest::{ChartEntry, ImageEntry, format_time};
-use sensei_core::oci::{self, ConfigPlatform, Descriptor, Index, Manifest, REF_NAME_ANNOTATION};
-use sensei_core::spec::{BundleSpec, ChartSource, ImageSource, Platform};
+use sensei_core::oci::{self, Descriptor, REF_NAME_ANNOTATION};
+use sensei_core::spec::{BundleSpec, ChartSource, ImageRef, ImageSource, Platform};
+use sensei_registry::Registry;
 use serde::Serialize;
 
 use crate::chart::{self, CHART_CONFIG_MEDIA_TYPE, CHART_CONTENT_MEDIA_TYPE, PackagedChart};
 use crate::error::{BundleError, InputError};
-use crate::layout::Layout;
-
-/// Nesting allowed for indexes of indexes.
-const MAX_INDEX_DEPTH: u32 = 4;
+use crate::layout::{Layout, LayoutImage};
+use crate::remote::{self, RegistryImage, RemoteBlob};
+use crate::walk::{Blobs, Walker, add_blob};
 
 /// Where a blob sits in the archive: children before parents, so one pass can load it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -37,6 +38,10 @@ pub enum BlobData {
     File(PathBuf),
     /// Bytes produced or already checked while planning (manifests, configs, charts).
     Bytes(Arc<[u8]>),
+    /// A layer still in a registry; fetched (and checked) before the archive is written.
+    Remote(Arc<RemoteBlob>),
+    /// A fetched layer in the build's temporary store, already checked against its digest.
+    Stored(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -87,15 +92,47 @@ impl Plan {
     }
 
     fn add_blob(&mut self, blob: PlannedBlob) {
+        add_blob(&mut self.blobs, blob);
+    }
+
+    /// Bytes still to fetch from registries.
+    pub fn remote_bytes(&self) -> u64 {
         self.blobs
-            .entry(blob.digest)
-            .and_modify(|b| b.kind = b.kind.min(blob.kind))
-            .or_insert(blob);
+            .values()
+            .filter(|b| matches!(b.data, BlobData::Remote(_)))
+            .map(|b| b.size)
+            .sum()
     }
 }
 
-/// Builds the plan for a spec. `created` defaults to now.
-pub fn plan(spec: &BundleSpec, spec_path: &Path, opts: &PlanOptions) -> Result<Plan, BundleError> {
+/// What planning needs from the outside world.
+#[derive(Debug)]
+pub struct PlanEnv<'a> {
+    pub registry: &'a Registry,
+    /// For Helm HTTP repositories.
+    pub http: &'a reqwest::Client,
+    /// `helm`, for image discovery; found lazily when a spec asks for discovery.
+    pub helm: Option<&'a Path>,
+    /// Registry requests in flight at once.
+    pub concurrency: usize,
+}
+
+/// An image to resolve, wherever its bytes are.
+struct Wanted {
+    reference: String,
+    source: ImageSource,
+    /// Set for images found by discovery: which chart, and how.
+    found_by: Option<String>,
+}
+
+/// Builds the plan for a spec: charts fetched and packaged, images found by discovery added,
+/// every image resolved to a digest (registry images in parallel). `created` defaults to now.
+pub async fn plan(
+    spec: &BundleSpec,
+    spec_path: &Path,
+    opts: &PlanOptions,
+    env: &PlanEnv<'_>,
+) -> Result<Plan, BundleError> {
     let version = opts
         .version
         .clone()
@@ -122,55 +159,40 @@ pub fn plan(spec: &BundleSpec, spec_path: &Path, opts: &PlanOptions) -> Result<P
         index: vec![],
         blobs: BTreeMap::new(),
     };
-    for chart in &spec.charts {
-        plan_chart(&mut plan, chart)?;
+    let mut wanted: Vec<Wanted> = spec
+        .images
+        .iter()
+        .map(|source| Wanted {
+            reference: source.reference().to_owned(),
+            source: source.clone(),
+            found_by: None,
+        })
+        .collect();
+    let mut helm: Option<PathBuf> = None;
+    for source in &spec.charts {
+        let (packaged, origin) = fetch_chart(source, created, env).await?;
+        if spec.discover_images {
+            let helm = match &helm {
+                Some(h) => h.clone(),
+                None => helm
+                    .insert(crate::discover::find_helm(env.helm).map_err(discover_error)?)
+                    .clone(),
+            };
+            discover_into(&mut wanted, &helm, &packaged, source.values()).await?;
+        }
+        add_chart(&mut plan, packaged, origin)?;
     }
-    let mut layouts: BTreeMap<PathBuf, Layout> = BTreeMap::new();
-    for image in &spec.images {
-        match image {
-            ImageSource::Layout {
-                reference,
-                layout,
-                layout_ref,
-            } => {
-                if !layouts.contains_key(layout) {
-                    layouts.insert(layout.clone(), Layout::open(layout)?);
-                }
-                let layout = &layouts[layout];
-                let desc = layout.find(layout_ref.as_deref(), reference)?;
-                let walker = Walker {
-                    layout,
-                    reference,
-                    platforms: &platforms,
-                };
-                let resolved = walker.resolve(&mut plan, &desc, 0)?;
-                plan.images.push(ImageEntry {
-                    reference: reference.clone(),
-                    digest: resolved.digest,
-                    media_type: resolved.media_type.clone(),
-                    size: resolved.size,
-                    platforms: resolved.platforms.iter().map(ToString::to_string).collect(),
-                    filtered_from: resolved.filtered_from,
-                    source: Some(format!(
-                        "oci-layout:{}:{}",
-                        layout.dir().display(),
-                        layout_ref.as_deref().unwrap_or("")
-                    )),
-                });
-                plan.index.push(index_descriptor(
-                    &resolved.media_type,
-                    resolved.digest,
-                    resolved.size,
-                    reference,
-                ));
-            }
-            ImageSource::Registry { reference } => {
-                return Err(InputError::Image {
-                    reference: reference.clone(),
-                    message: "pulling from registries is not in this build yet; give `layout:` (a local OCI layout, e.g. from `skopeo copy docker://REF oci:DIR:NAME`)".into(),
-                }
-                .into());
-            }
+    let layouts = open_layouts(&wanted)?;
+    let resolved: Vec<(ImageEntry, Descriptor, Blobs)> = futures_util::stream::iter(&wanted)
+        .map(|w| resolve_image(w, &layouts, &platforms, spec, env))
+        .buffer_unordered(env.concurrency.max(1))
+        .try_collect()
+        .await?;
+    for (entry, desc, blobs) in resolved {
+        plan.images.push(entry);
+        plan.index.push(desc);
+        for blob in blobs.into_values() {
+            plan.add_blob(blob);
         }
     }
     plan.images.sort_by(|a, b| a.reference.cmp(&b.reference));
@@ -179,42 +201,185 @@ pub fn plan(spec: &BundleSpec, spec_path: &Path, opts: &PlanOptions) -> Result<P
     Ok(plan)
 }
 
-fn index_descriptor(media_type: &str, digest: Digest, size: u64, reference: &str) -> Descriptor {
-    Descriptor {
-        media_type: media_type.to_owned(),
-        digest,
-        size,
-        platform: None,
-        annotations: [(REF_NAME_ANNOTATION.to_owned(), reference.to_owned())].into(),
-        artifact_type: None,
+fn discover_error(e: crate::discover::DiscoverError) -> BundleError {
+    if e.is_input() {
+        InputError::Other(e.to_string()).into()
+    } else {
+        BundleError::Outside(e.to_string())
     }
 }
 
-fn plan_chart(plan: &mut Plan, source: &ChartSource) -> Result<(), BundleError> {
-    let (packaged, origin): (PackagedChart, String) = match source {
+/// Renders a chart and adds the images it uses that the spec does not already list.
+async fn discover_into(
+    wanted: &mut Vec<Wanted>,
+    helm: &Path,
+    chart: &PackagedChart,
+    values: Option<&serde_json::Value>,
+) -> Result<(), BundleError> {
+    let (helm, chart_owned, values) = (helm.to_owned(), chart.clone(), values.cloned());
+    let found = tokio::task::spawn_blocking(move || {
+        crate::discover::discover_images(&helm, &chart_owned, values.as_ref())
+    })
+    .await
+    .map_err(|e| BundleError::Outside(e.to_string()))?
+    .map_err(discover_error)?;
+    let label = format!("chart {} {}", chart.name, chart.version);
+    for (image, how) in found
+        .rendered
+        .iter()
+        .map(|i| (i, "renders it"))
+        .chain(found.declared.iter().map(|i| (i, "declares it")))
+    {
+        let canonical = ImageRef::parse(image).map_err(|e| InputError::Image {
+            reference: image.clone(),
+            message: format!("{label} {how}, but it is not a valid reference: {e}"),
+        })?;
+        let already = wanted
+            .iter()
+            .any(|w| ImageRef::parse(&w.reference).is_ok_and(|r| r == canonical));
+        if !already {
+            wanted.push(Wanted {
+                reference: image.clone(),
+                source: ImageSource::Registry {
+                    reference: image.clone(),
+                },
+                found_by: Some(format!("{label} {how}")),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn open_layouts(wanted: &[Wanted]) -> Result<BTreeMap<PathBuf, Layout>, BundleError> {
+    let mut layouts = BTreeMap::new();
+    for w in wanted {
+        if let ImageSource::Layout { layout, .. } = &w.source
+            && !layouts.contains_key(layout)
+        {
+            layouts.insert(layout.clone(), Layout::open(layout)?);
+        }
+    }
+    Ok(layouts)
+}
+
+/// Resolves one image to its entry in bundle.json, its descriptor in index.json and its blobs.
+async fn resolve_image(
+    w: &Wanted,
+    layouts: &BTreeMap<PathBuf, Layout>,
+    platforms: &[Platform],
+    spec: &BundleSpec,
+    env: &PlanEnv<'_>,
+) -> Result<(ImageEntry, Descriptor, Blobs), BundleError> {
+    let reference = w.reference.as_str();
+    let mut blobs = Blobs::new();
+    let (resolved, source) = match &w.source {
+        ImageSource::Layout {
+            layout, layout_ref, ..
+        } => {
+            let layout = &layouts[layout];
+            let desc = layout.find(layout_ref.as_deref(), reference)?;
+            let image = LayoutImage { layout, reference };
+            let walker = Walker {
+                source: &image,
+                reference,
+                platforms,
+            };
+            let resolved = walker.resolve(&mut blobs, &desc, 0).await?;
+            let source = format!(
+                "oci-layout:{}:{}",
+                layout.dir().display(),
+                layout_ref.as_deref().unwrap_or("")
+            );
+            (resolved, source)
+        }
+        ImageSource::Registry { .. } => {
+            let name = ImageRef::parse(reference).map_err(|message| InputError::Image {
+                reference: reference.to_owned(),
+                message,
+            })?;
+            let repo = remote::pull_repo(&name, &spec.mirrors);
+            let top = remote::resolve_top(env.registry, &repo, &name).await?;
+            let desc = remote::top_descriptor(&top);
+            let image = RegistryImage {
+                registry: env.registry,
+                repo: repo.clone(),
+                reference,
+                top,
+            };
+            let walker = Walker {
+                source: &image,
+                reference,
+                platforms,
+            };
+            let resolved = walker.resolve(&mut blobs, &desc, 0).await?;
+            let mut source = format!("docker://{repo}");
+            if let Some(by) = &w.found_by {
+                source = format!("{source} ({by})");
+            }
+            (resolved, source)
+        }
+    };
+    let entry = ImageEntry {
+        reference: reference.to_owned(),
+        digest: resolved.digest,
+        media_type: resolved.media_type.clone(),
+        size: resolved.size,
+        platforms: resolved.platforms.iter().map(ToString::to_string).collect(),
+        filtered_from: resolved.filtered_from,
+        source: Some(source),
+    };
+    let desc = index_descriptor(
+        &resolved.media_type,
+        resolved.digest,
+        resolved.size,
+        reference,
+    );
+    Ok((entry, desc, blobs))
+}
+
+/// A chart from wherever the spec says, packaged, with where it came from.
+async fn fetch_chart(
+    source: &ChartSource,
+    created: jiff::Timestamp,
+    env: &PlanEnv<'_>,
+) -> Result<(PackagedChart, String), BundleError> {
+    match source {
         ChartSource::Path { path, .. } => {
             let packaged = if path.is_dir() {
-                chart::package_dir(path, plan.created.as_second().max(0) as u64)
+                chart::package_dir(path, created.as_second().max(0) as u64)
                     .map_err(InputError::from)?
             } else {
                 chart::read_tgz(path).map_err(InputError::from)?
             };
-            (packaged, path.display().to_string())
+            Ok((packaged, path.display().to_string()))
         }
-        ChartSource::Repo { repo, name, .. } => {
-            return Err(InputError::Other(format!(
-                "chart {name} from {repo}: Helm repositories are not in this build yet; give `path:` to a chart directory or .tgz"
-            ))
-            .into());
+        ChartSource::Repo {
+            repo,
+            name,
+            version,
+            ..
+        } => {
+            let bad =
+                |message: String| InputError::Other(format!("chart {name} from {repo}: {message}"));
+            let url = url::Url::parse(repo).map_err(|e| bad(format!("not a URL: {e}")))?;
+            let version = semver::Version::parse(version)
+                .map_err(|e| bad(format!("version {version:?} is not SemVer: {e}")))?;
+            let fetched = chart::repo::fetch_repo_chart(env.http, &url, name, &version)
+                .await
+                .map_err(|e| {
+                    if e.is_input() {
+                        BundleError::from(InputError::Other(e.to_string()))
+                    } else {
+                        BundleError::Outside(e.to_string())
+                    }
+                })?;
+            Ok((fetched.chart, fetched.url))
         }
-        ChartSource::Oci { oci, .. } => {
-            return Err(InputError::Other(format!(
-                "chart {oci}: OCI chart sources are not in this build yet; give `path:` to a chart directory or .tgz"
-            ))
-            .into());
+        ChartSource::Oci { oci, version, .. } => {
+            let chart = remote::fetch_oci_chart(env.registry, oci, version).await?;
+            Ok((chart, format!("{oci}:{version}")))
         }
-    };
-    add_chart(plan, packaged, origin)
+    }
 }
 
 /// Stores a packaged chart as a Helm OCI artifact (config + content + manifest).
@@ -287,232 +452,14 @@ fn blob_bytes(bytes: Vec<u8>, media_type: &str, kind: BlobKind, needed_by: &str)
     }
 }
 
-struct Resolved {
-    digest: Digest,
-    size: u64,
-    media_type: String,
-    platforms: Vec<oci::Platform>,
-    filtered_from: Option<Digest>,
-    height: u32,
-}
-
-/// Walks one image in a layout: index → manifests → config and layers.
-struct Walker<'a> {
-    layout: &'a Layout,
-    reference: &'a str,
-    platforms: &'a [Platform],
-}
-
-fn platform_matches(filter: &Platform, p: &oci::Platform) -> bool {
-    filter.os == p.os
-        && filter.architecture == p.architecture
-        && filter
-            .variant
-            .as_ref()
-            .is_none_or(|v| p.variant.as_ref() == Some(v))
-}
-
-impl Walker<'_> {
-    fn input_error(&self, message: String) -> BundleError {
-        InputError::Image {
-            reference: self.reference.to_owned(),
-            message,
-        }
-        .into()
-    }
-
-    fn wanted(&self, p: Option<&oci::Platform>) -> bool {
-        self.platforms.is_empty()
-            || p.is_some_and(|p| self.platforms.iter().any(|f| platform_matches(f, p)))
-    }
-
-    fn resolve(
-        &self,
-        plan: &mut Plan,
-        desc: &Descriptor,
-        depth: u32,
-    ) -> Result<Resolved, BundleError> {
-        if oci::is_index(&desc.media_type) {
-            self.resolve_index(plan, desc, depth)
-        } else if oci::is_manifest(&desc.media_type) {
-            self.resolve_manifest(plan, desc)
-        } else {
-            Err(self.input_error(format!(
-                "unsupported media type {:?} for {}",
-                desc.media_type, desc.digest
-            )))
-        }
-    }
-
-    fn resolve_index(
-        &self,
-        plan: &mut Plan,
-        desc: &Descriptor,
-        depth: u32,
-    ) -> Result<Resolved, BundleError> {
-        if depth >= MAX_INDEX_DEPTH {
-            return Err(
-                self.input_error(format!("indexes nest deeper than {MAX_INDEX_DEPTH} levels"))
-            );
-        }
-        let bytes = self.layout.read_small(desc, self.reference)?;
-        let index: Index = serde_json::from_slice(&bytes)
-            .map_err(|e| self.input_error(format!("index {} is not valid: {e}", desc.digest)))?;
-        let kept: Vec<&Descriptor> = index
-            .manifests
-            .iter()
-            .filter(|d| oci::is_index(&d.media_type) || self.wanted(d.platform.as_ref()))
-            .collect();
-        if kept.is_empty() {
-            let have: Vec<String> = index
-                .manifests
-                .iter()
-                .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
-                .collect();
-            let want: Vec<String> = self.platforms.iter().map(ToString::to_string).collect();
-            return Err(self.input_error(format!(
-                "has no manifest for {} (it has: {}); change `platforms:` or --platform",
-                want.join(", "),
-                have.join(", ")
-            )));
-        }
-        let mut platforms = vec![];
-        let mut height = 1;
-        for child in &kept {
-            let r = self.resolve(plan, child, depth + 1)?;
-            height = height.max(r.height + 1);
-            match &child.platform {
-                Some(p) if p.os != "unknown" => platforms.push(p.clone()),
-                Some(_) => {}
-                None => platforms.extend(r.platforms),
-            }
-        }
-        let (bytes, filtered_from) = if kept.len() == index.manifests.len() {
-            // Every platform kept: the original bytes, so the digest stays the publisher's.
-            (bytes, None)
-        } else {
-            let mut value: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|e| self.input_error(format!("index {}: {e}", desc.digest)))?;
-            let originals = value
-                .get("manifests")
-                .and_then(|m| m.as_array())
-                .cloned()
-                .unwrap_or_default();
-            let kept_digests: Vec<String> = kept.iter().map(|d| d.digest.to_string()).collect();
-            let filtered: Vec<serde_json::Value> = originals
-                .into_iter()
-                .filter(|m| {
-                    m.get("digest")
-                        .and_then(|d| d.as_str())
-                        .is_some_and(|d| kept_digests.iter().any(|k| k == d))
-                })
-                .collect();
-            value["manifests"] = serde_json::Value::Array(filtered);
-            (
-                serde_json::to_vec(&value).map_err(|e| self.input_error(e.to_string()))?,
-                Some(desc.digest),
-            )
-        };
-        let digest = Digest::of(&bytes);
-        let size = bytes.len() as u64;
-        plan.add_blob(PlannedBlob {
-            digest,
-            size,
-            media_type: desc.media_type.clone(),
-            kind: BlobKind::Index(height),
-            data: BlobData::Bytes(bytes.into()),
-            needed_by: self.reference.to_owned(),
-        });
-        platforms.sort_by_key(ToString::to_string);
-        platforms.dedup();
-        Ok(Resolved {
-            digest,
-            size,
-            media_type: desc.media_type.clone(),
-            platforms,
-            filtered_from,
-            height,
-        })
-    }
-
-    fn resolve_manifest(
-        &self,
-        plan: &mut Plan,
-        desc: &Descriptor,
-    ) -> Result<Resolved, BundleError> {
-        let bytes = self.layout.read_small(desc, self.reference)?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| self.input_error(format!("manifest {} is not valid: {e}", desc.digest)))?;
-        let config_bytes = self.layout.read_small(&manifest.config, self.reference)?;
-        // Artifacts (charts, signatures) have configs without a platform; that's fine.
-        let platform = serde_json::from_slice::<ConfigPlatform>(&config_bytes)
-            .ok()
-            .filter(|c| !c.os.is_empty() && !c.architecture.is_empty())
-            .map(|c| c.to_platform());
-        if desc.platform.is_none() && !self.platforms.is_empty() && !self.wanted(platform.as_ref())
-        {
-            let have = platform
-                .as_ref()
-                .map_or("an unknown platform".to_owned(), ToString::to_string);
-            return Err(self.input_error(format!(
-                "is a single-platform image for {have}, which the platform filter excludes"
-            )));
-        }
-        for layer in &manifest.layers {
-            let path = self.layout.blob_path(&layer.digest);
-            let meta = std::fs::metadata(&path).map_err(|e| InputError::Layout {
-                dir: self.layout.dir().to_owned(),
-                message: format!(
-                    "layer {} of {} is missing ({e}); the layout is incomplete",
-                    layer.digest, self.reference
-                ),
-            })?;
-            if meta.len() != layer.size {
-                return Err(crate::error::IntegrityError {
-                    reference: self.reference.to_owned(),
-                    digest: layer.digest,
-                    source_name: self.layout.dir().display().to_string(),
-                    problem: format!(
-                        "is {} bytes on disk, the manifest says {}",
-                        meta.len(),
-                        layer.size
-                    ),
-                }
-                .into());
-            }
-            plan.add_blob(PlannedBlob {
-                digest: layer.digest,
-                size: layer.size,
-                media_type: layer.media_type.clone(),
-                kind: BlobKind::Layer,
-                data: BlobData::File(path),
-                needed_by: self.reference.to_owned(),
-            });
-        }
-        plan.add_blob(PlannedBlob {
-            digest: manifest.config.digest,
-            size: manifest.config.size,
-            media_type: manifest.config.media_type.clone(),
-            kind: BlobKind::Config,
-            data: BlobData::Bytes(config_bytes.into()),
-            needed_by: self.reference.to_owned(),
-        });
-        plan.add_blob(PlannedBlob {
-            digest: desc.digest,
-            size: desc.size,
-            media_type: desc.media_type.clone(),
-            kind: BlobKind::Manifest,
-            data: BlobData::Bytes(bytes.into()),
-            needed_by: self.reference.to_owned(),
-        });
-        Ok(Resolved {
-            digest: desc.digest,
-            size: desc.size,
-            media_type: desc.media_type.clone(),
-            platforms: platform.into_iter().collect(),
-            filtered_from: None,
-            height: 0,
-        })
+fn index_descriptor(media_type: &str, digest: Digest, size: u64, reference: &str) -> Descriptor {
+    Descriptor {
+        media_type: media_type.to_owned(),
+        digest,
+        size,
+        platform: None,
+        annotations: [(REF_NAME_ANNOTATION.to_owned(), reference.to_owned())].into(),
+        artifact_type: None,
     }
 }
 

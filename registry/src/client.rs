@@ -365,16 +365,16 @@ impl Registry {
         })
     }
 
-    /// Streams a blob into `out` (from its current start), hashing as it goes. A dropped
-    /// connection resumes with an HTTP Range request where the registry allows it; a wrong
-    /// size or digest fails without retry. `progress` gets each chunk's length (and a negative
-    /// correction when a restart throws bytes away).
+    /// Streams a blob into `sink`, hashing as it goes. A dropped connection resumes with an
+    /// HTTP Range request where the registry allows it (else the sink restarts from byte 0); a
+    /// wrong size or digest fails without retry. `progress` gets each chunk's length, and a
+    /// negative correction when a restart throws bytes away.
     pub async fn pull_blob(
         &self,
         repo: &Repo,
         digest: &Digest,
         size: u64,
-        out: &std::fs::File,
+        sink: &mut (dyn BlobSink + Send),
         progress: &(dyn Fn(i64) + Send + Sync),
     ) -> Result<(), RegistryError> {
         let fail = self.fail(repo, format!("fetching blob {digest} from {}", repo.path));
@@ -383,30 +383,27 @@ impl Registry {
             .map_err(self.fail(repo, String::new()))?;
         let reference = repo.by_digest(digest);
         let digest_str = digest.to_string();
-        let state = std::sync::Mutex::new((Hasher::new(), 0u64));
+        let state = std::sync::Mutex::new(PullState {
+            hasher: Hasher::new(),
+            written: 0,
+            sink,
+        });
         let result = self
             .retry()
-            .run(|_| {
-                self.pull_attempt(
-                    &reference,
-                    &digest_str,
-                    size,
-                    OutFile(out),
-                    &state,
-                    progress,
-                )
-            })
+            .run(|_| self.pull_attempt(&reference, &digest_str, size, &state, progress))
             .await;
+        let state = state
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let result = result.and_then(|()| {
-            let (hasher, written) = std::mem::take(&mut *lock(&state));
-            if written != size {
+            if state.written != size {
                 return Err(ErrorKind::Size {
                     what: "blob",
                     expected: size,
-                    actual: written,
+                    actual: state.written,
                 });
             }
-            let actual = hasher.finish();
+            let actual = state.hasher.finish();
             if actual != *digest {
                 return Err(ErrorKind::Integrity {
                     what: "blob",
@@ -419,16 +416,29 @@ impl Registry {
         result.map_err(fail)
     }
 
+    /// A small blob (an image config) into memory; `size` comes from its descriptor and the
+    /// caller has bounded it.
+    pub async fn pull_small_blob(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Bytes, RegistryError> {
+        let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(1 << 20));
+        self.pull_blob(repo, digest, size, &mut buf, &|_| {})
+            .await?;
+        Ok(buf.into())
+    }
+
     async fn pull_attempt(
         &self,
         reference: &Reference,
         digest: &str,
         size: u64,
-        out: OutFile<'_>,
-        state: &std::sync::Mutex<(Hasher, u64)>,
+        state: &std::sync::Mutex<PullState<'_>>,
         progress: &(dyn Fn(i64) + Send + Sync),
     ) -> Result<(), ErrorKind> {
-        let offset = lock(state).1;
+        let offset = lock(state).written;
         let response = self
             .inner
             .oci
@@ -438,34 +448,39 @@ impl Registry {
         let mut stream = match response {
             BlobResponse::Partial(s) => s.stream,
             BlobResponse::Full(s) => {
-                // The registry ignored Range: start over.
+                // The registry ignored Range (or this is the first attempt): from byte 0.
                 let mut st = lock(state);
-                if st.1 > 0 {
-                    progress(-(st.1 as i64));
+                if st.written > 0 {
+                    progress(-(st.written as i64));
+                    st.sink.restart()?;
                 }
-                *st = (Hasher::new(), 0);
-                out.reset()?;
+                st.hasher = Hasher::new();
+                st.written = 0;
                 s.stream
             }
         };
-        let mut buf = std::io::BufWriter::with_capacity(1 << 20, out.file());
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ErrorKind::Connect(e.to_string()))?;
-            let mut st = lock(state);
-            if st.1 + chunk.len() as u64 > size {
-                return Err(ErrorKind::Size {
-                    what: "blob",
-                    expected: size,
-                    actual: st.1 + chunk.len() as u64,
-                });
+        let result = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| ErrorKind::Connect(e.to_string()))?;
+                let mut st = lock(state);
+                if st.written + chunk.len() as u64 > size {
+                    return Err(ErrorKind::Size {
+                        what: "blob",
+                        expected: size,
+                        actual: st.written + chunk.len() as u64,
+                    });
+                }
+                st.sink.write_chunk(&chunk)?;
+                st.hasher.update(&chunk);
+                st.written += chunk.len() as u64;
+                progress(chunk.len() as i64);
             }
-            buf.write_all(&chunk)?;
-            st.0.update(&chunk);
-            st.1 += chunk.len() as u64;
-            progress(chunk.len() as i64);
+            Ok(())
         }
-        buf.flush()?;
-        if lock(state).1 < size {
+        .await;
+        lock(state).sink.flush()?;
+        result?;
+        if lock(state).written < size {
             return Err(ErrorKind::Connect(
                 "the connection ended before the whole blob arrived".into(),
             ));
@@ -630,20 +645,59 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The output file, shared by the attempts of one download.
-#[derive(Clone, Copy)]
-struct OutFile<'a>(&'a std::fs::File);
+/// Where a downloaded blob goes: written chunk by chunk, restarted from zero if the
+/// registry won't resume.
+pub trait BlobSink {
+    fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()>;
+    /// Throws away what was written.
+    fn restart(&mut self) -> std::io::Result<()>;
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
-impl<'a> OutFile<'a> {
-    fn file(self) -> &'a std::fs::File {
-        self.0
+impl BlobSink for Vec<u8> {
+    fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.extend_from_slice(chunk);
+        Ok(())
     }
 
-    /// Empties the file to restart a download from byte 0.
-    fn reset(self) -> std::io::Result<()> {
-        let mut f = self.0;
+    fn restart(&mut self) -> std::io::Result<()> {
+        self.clear();
+        Ok(())
+    }
+}
+
+/// A file being downloaded into, buffered.
+#[derive(Debug)]
+pub struct FileSink(std::io::BufWriter<std::fs::File>);
+
+impl FileSink {
+    pub fn new(file: std::fs::File) -> Self {
+        Self(std::io::BufWriter::with_capacity(1 << 20, file))
+    }
+}
+
+impl BlobSink for FileSink {
+    fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(chunk)
+    }
+
+    fn restart(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        let f = self.0.get_mut();
         f.set_len(0)?;
         f.seek(std::io::SeekFrom::Start(0))?;
         Ok(())
     }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+struct PullState<'a> {
+    hasher: Hasher,
+    written: u64,
+    sink: &'a mut (dyn BlobSink + Send),
 }

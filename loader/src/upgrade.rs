@@ -34,6 +34,7 @@ mod chart;
 mod deployed;
 mod error;
 mod helm;
+mod inputs;
 mod push_step;
 mod report;
 mod state;
@@ -43,7 +44,6 @@ use std::path::{Path, PathBuf};
 use sensei_core::compat::{self, CompatRule, CompatVerdict};
 use sensei_core::manifest::{BundleManifest, ChartEntry};
 use sensei_core::progress::Reporter;
-use sensei_core::verify::Rejection;
 
 pub use deployed::DeployedRelease;
 pub use error::{Fault, PushFailure, UpgradeError};
@@ -104,7 +104,7 @@ pub fn upgrade(
     observer: &dyn Observer,
 ) -> Result<UpgradeReport, UpgradeError> {
     // 0. Inputs and helm.
-    check_inputs(opts)?;
+    inputs::check(opts)?;
     let helm = Helm::detect(&opts.helm)?;
     observer.step(&format!("helm {} at {}", helm.version, helm.path.display()));
 
@@ -137,6 +137,20 @@ pub fn upgrade(
         &opts.kube,
         &chart.name,
     )?;
+    if let Some(d) = deployed.as_ref() {
+        observer.step(&format!(
+            "deployed: release {} runs {} (revision {}, {})",
+            d.name, d.chart, d.revision, d.status
+        ));
+        if d.status.starts_with("pending") {
+            // Helm refuses to upgrade over an operation in progress; say why before it does.
+            observer.step(&format!(
+                "warning: release {} is {}: helm will refuse until that operation ends or is \
+                 rolled back",
+                d.name, d.status
+            ));
+        }
+    }
     let compatibility = check_compat(opts, manifest, chart, deployed.as_ref())?;
     observer.step(&format!("compatibility: {}", compatibility.message));
 
@@ -216,6 +230,7 @@ pub fn upgrade(
     let (revision, state_file) = if opts.dry_run {
         (previous + 1, None)
     } else {
+        // The upgrade succeeded; a failure to list it now only costs the exact revision number.
         let after = deployed::find(
             &helm,
             &opts.release,
@@ -268,88 +283,6 @@ pub fn upgrade(
         rollback_command,
         state_file,
     })
-}
-
-/// Step 0: what can be checked before touching the bundle or the cluster.
-fn check_inputs(opts: &UpgradeOptions) -> Result<(), UpgradeError> {
-    if !is_dns_subdomain(&opts.release, 53) {
-        return Err(UpgradeError::Usage(format!(
-            "--release {:?} is not a Helm release name: lowercase letters, digits, '-' and '.', \
-             starting and ending with a letter or digit, at most 53 characters",
-            opts.release
-        )));
-    }
-    if let Some(ns) = &opts.namespace
-        && (!is_dns_subdomain(ns, 63) || ns.contains('.'))
-    {
-        return Err(UpgradeError::Usage(format!(
-            "-n {ns:?} is not a Kubernetes namespace name: lowercase letters, digits and '-', \
-             at most 63 characters"
-        )));
-    }
-    if !is_go_duration(&opts.timeout) {
-        return Err(UpgradeError::Usage(format!(
-            "--timeout {:?} is not a duration helm reads: write e.g. 15m, 90s or 1h30m",
-            opts.timeout
-        )));
-    }
-    for f in &opts.values {
-        let remote = f.starts_with("http://") || f.starts_with("https://");
-        if !remote && !Path::new(f).is_file() {
-            return Err(UpgradeError::Loader(LoaderError::input(
-                f,
-                "values file (-f) not found or not a file",
-            )));
-        }
-    }
-    if let Some(bad) = opts.set.iter().find(|s| !s.contains('=')) {
-        return Err(UpgradeError::Usage(format!(
-            "--set {bad:?} has no value: write KEY=VALUE"
-        )));
-    }
-    Ok(())
-}
-
-/// RFC 1123 subdomain (what Helm requires of release names), at most `max` characters.
-fn is_dns_subdomain(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-/// A Go `time.ParseDuration` string with units (`15m`, `1h30m`, `2.5s`).
-fn is_go_duration(s: &str) -> bool {
-    let mut rest = s;
-    if rest.is_empty() {
-        return false;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number = &rest[..digits];
-        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
-            return false;
-        }
-        rest = &rest[digits..];
-        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"]
-            .into_iter()
-            // Longest first where one unit prefixes another ("ms" before "m").
-            .filter(|u| rest.starts_with(u))
-            .max_by_key(|u| u.len());
-        match unit {
-            Some(u) => rest = &rest[u.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 /// `--chart`, else the chart named like the bundle, else the only chart.
@@ -407,9 +340,10 @@ fn check_compat(
     deployed: Option<&DeployedRelease>,
 ) -> Result<Compatibility, UpgradeError> {
     let rule = CompatRule::parse(&manifest.compat.upgrade_from).map_err(|e| {
-        UpgradeError::Loader(LoaderError::Rejected(Rejection::Inconsistent(format!(
-            "the compat rule cannot be read: {e}"
-        ))))
+        UpgradeError::Refused(format!(
+            "bundle {} {} carries a compat rule this loader cannot read: {e}",
+            manifest.name, manifest.version
+        ))
     })?;
     let verdict = compat::check(&rule, deployed.map(|d| &d.chart_version), &chart.version);
     let (name, flag) = match &verdict {

@@ -2,6 +2,7 @@
 //! messages and the exact helm argument lists.
 #![allow(clippy::unwrap_used)]
 
+use super::inputs::{check as check_inputs, is_go_duration};
 use super::*;
 use sensei_core::digest::Digest;
 use sensei_core::manifest::Compat;

@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: fixtures and the real rig.
 
 pub mod bins;
+pub mod charts;
 pub mod craft;
 pub mod fixtures;
 pub mod rig;

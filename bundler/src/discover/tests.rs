@@ -140,105 +140,49 @@ fn find_helm_takes_the_explicit_path_first() -> TestResult {
     Ok(())
 }
 
-/// A chart that renders `api` always and `metrics` only with `metrics.enabled`, declares
-/// `metrics` and `migrate` in `artifacthub.io/images`, and `api` in `images`.
-pub(crate) fn write_discovery_chart(dir: &Path) -> std::io::Result<()> {
-    fs::create_dir_all(dir.join("templates"))?;
-    fs::write(
-        dir.join("Chart.yaml"),
-        r#"apiVersion: v2
-name: discovery
-version: 0.3.0
-annotations:
-  artifacthub.io/images: |
-    - name: metrics
-      image: registry.example.com/sensei/metrics:0.3.0
-    - name: migrate
-      image: registry.example.com/sensei/migrate:0.3.0
-  images: |
-    - registry.example.com/sensei/api:0.3.0
-"#,
-    )?;
-    fs::write(
-        dir.join("values.yaml"),
-        "registry: registry.example.com\nmetrics:\n  enabled: false\n",
-    )?;
-    fs::write(
-        dir.join("templates/deployment.yaml"),
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {{ .Release.Name }}
-spec:
-  selector: {matchLabels: {app: api}}
-  template:
-    metadata: {labels: {app: api}}
-    spec:
-      containers:
-        - name: api
-          image: {{ .Values.registry }}/sensei/api:{{ .Chart.Version }}
-        {{- if .Values.metrics.enabled }}
-        - name: metrics
-          image: {{ .Values.registry }}/sensei/metrics:{{ .Chart.Version }}
-        {{- end }}
-"#,
-    )
-}
-
-fn discovery_chart() -> Result<PackagedChart, Box<dyn Error>> {
+/// A chart whose template fails unless `tenant` is set, and whose image comes from `registry`.
+fn chart_needing_values() -> Result<PackagedChart, Box<dyn Error>> {
     let dir = tempfile::tempdir()?;
-    write_discovery_chart(dir.path())?;
+    fs::create_dir_all(dir.path().join("templates"))?;
+    fs::write(
+        dir.path().join("Chart.yaml"),
+        "apiVersion: v2\nname: needy\nversion: 0.3.0\n",
+    )?;
+    fs::write(
+        dir.path().join("templates/pod.yaml"),
+        "apiVersion: v1\nkind: Pod\n\
+         metadata: {name: \"{{ required \"set tenant for this chart\" .Values.tenant }}\"}\n\
+         spec: {containers: [{name: c, image: \"{{ .Values.registry }}/sensei/api:1\"}]}\n",
+    )?;
     Ok(package_dir(dir.path(), 0)?)
 }
 
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|s| (*s).to_owned()).collect()
-}
-
 #[test]
-fn helm_renders_what_the_values_enable_and_annotations_add_the_rest() -> TestResult {
-    let chart = discovery_chart()?;
+fn values_reach_helm_and_failures_name_the_chart() -> TestResult {
+    let chart = chart_needing_values()?;
     let helm = helm();
 
-    let off = discover_images(&helm, &chart, None)?;
-    assert_eq!(
-        off.rendered,
-        set(&["registry.example.com/sensei/api:0.3.0"])
+    let err = discover_images(&helm, &chart, None).expect_err("helm fails");
+    assert!(
+        matches!(err, DiscoverError::HelmFailed { .. }) && !err.is_input(),
+        "{err}"
     );
-    assert_eq!(
-        off.declared,
-        set(&[
-            "registry.example.com/sensei/api:0.3.0",
-            "registry.example.com/sensei/metrics:0.3.0",
-            "registry.example.com/sensei/migrate:0.3.0",
-        ])
+    let text = err.to_string();
+    assert!(
+        text.contains("needy 0.3.0") && text.contains("set tenant"),
+        "{text}"
     );
 
-    let values =
-        serde_json::json!({"metrics": {"enabled": true}, "registry": "mirror.example.com:5000"});
-    let on = discover_images(&helm, &chart, Some(&values))?;
+    let values = serde_json::json!({"tenant": "t", "registry": "registry.example.com"});
+    let found = discover_images(&helm, &chart, Some(&values))?;
     assert_eq!(
-        on.rendered,
-        set(&[
-            "mirror.example.com:5000/sensei/api:0.3.0",
-            "mirror.example.com:5000/sensei/metrics:0.3.0",
-        ])
+        found.rendered.iter().collect::<Vec<_>>(),
+        ["registry.example.com/sensei/api:1"]
     );
-    assert_eq!(
-        on.declared, off.declared,
-        "annotations don't depend on values"
-    );
-    assert_eq!(on.all().len(), 5);
-    Ok(())
-}
+    assert!(found.declared.is_empty());
 
-#[test]
-fn helm_failures_and_bad_images_name_the_chart() -> TestResult {
-    let chart = discovery_chart()?;
-    let helm = helm();
-
-    // An uppercase repository path renders images no registry accepts.
-    let values = serde_json::json!({"registry": "registry.example.com/Sensei"});
+    // An uppercase repository path renders an image no registry accepts.
+    let values = serde_json::json!({"tenant": "t", "registry": "registry.example.com/Sensei"});
     let err = discover_images(&helm, &chart, Some(&values)).expect_err("bad image");
     assert!(
         matches!(
@@ -251,26 +195,8 @@ fn helm_failures_and_bad_images_name_the_chart() -> TestResult {
         "{err}"
     );
     assert!(
-        err.to_string().contains("chart discovery 0.3.0 renders"),
+        err.is_input() && err.to_string().contains("chart needy 0.3.0 renders"),
         "{err}"
-    );
-
-    let dir = tempfile::tempdir()?;
-    write_discovery_chart(dir.path())?;
-    fs::write(
-        dir.path().join("templates/fail.yaml"),
-        "{{ required \"set tenant.id for this chart\" .Values.tenant }}\n",
-    )?;
-    let failing = package_dir(dir.path(), 0)?;
-    let err = discover_images(&helm, &failing, None).expect_err("helm fails");
-    assert!(
-        matches!(err, DiscoverError::HelmFailed { .. }) && !err.is_input(),
-        "{err}"
-    );
-    let text = err.to_string();
-    assert!(
-        text.contains("discovery 0.3.0") && text.contains("set tenant.id"),
-        "{text}"
     );
 
     let err = discover_images(Path::new("/nonexistent/helm"), &chart, None).expect_err("no helm");

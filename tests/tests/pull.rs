@@ -1,0 +1,517 @@
+//! `sensei-bundler create` against real registries (Debian's docker-registry, started by the
+//! rig), a Helm HTTP repository and the real helm: what it pulls must be what skopeo sees.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sensei_tests::bins::{EPOCH, bundler, loader, run, run_ok};
+use sensei_tests::charts::{
+    API_IMAGE, DISCOVERY_CHART, DISCOVERY_VERSION, INIT_IMAGE, METRICS_IMAGE, MIGRATE_IMAGE,
+    write_discovery_chart,
+};
+use sensei_tests::fixtures::{FixtureOptions, FixtureSet, write_fixtures};
+use sensei_tests::rig::{self, DockerConfig, FaultProxy, Registry, StaticServer, seed};
+
+/// Fixtures, a key pair and a scratch directory.
+struct Scene {
+    dir: tempfile::TempDir,
+    fixtures: FixtureSet,
+    key: PathBuf,
+    public: PathBuf,
+}
+
+impl Scene {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fixtures =
+            write_fixtures(&dir.path().join("src"), &FixtureOptions::default()).expect("fixtures");
+        let prefix = dir.path().join("release");
+        run_ok(bundler().arg("keygen").arg("--out").arg(&prefix));
+        Self {
+            key: prefix.with_extension("key"),
+            public: prefix.with_extension("pub"),
+            dir,
+            fixtures,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a spec listing `images` (and optional extra YAML) and returns its path.
+    fn spec(&self, name: &str, images: &[String], extra: &str) -> PathBuf {
+        let mut text = format!("name: sensei\nversion: 1.2.0\n{extra}");
+        text.push_str(if images.is_empty() {
+            "images: []\n"
+        } else {
+            "images:\n"
+        });
+        for i in images {
+            text.push_str(&format!("  - {i}\n"));
+        }
+        let path = self.path(name);
+        fs::write(&path, text).expect("write spec");
+        path
+    }
+
+    fn create(&self, spec: &Path, out: &Path, args: &[&str]) -> Output {
+        run(bundler()
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .env("DOCKER_CONFIG", self.path("no-docker-config"))
+            .args(["create", "--quiet", "-f"])
+            .arg(spec)
+            .arg("--key")
+            .arg(&self.key)
+            .arg("-o")
+            .arg(out)
+            .args(args))
+    }
+
+    fn verifies(&self, bundle: &Path) -> serde_json::Value {
+        let out = run(loader()
+            .arg("verify")
+            .arg(bundle)
+            .arg("--key")
+            .arg(&self.public)
+            .arg("--json"));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("verify --json")
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out)
+    );
+}
+
+/// The files of a tar, by name.
+fn tar_entries(bundle: &Path) -> BTreeSet<String> {
+    let out = run_ok(Command::new("tar").arg("-tf").arg(bundle));
+    out.lines().map(str::to_owned).collect()
+}
+
+fn tar_file(bundle: &Path, name: &str) -> Vec<u8> {
+    let out = run(Command::new("tar").arg("-xOf").arg(bundle).arg(name));
+    assert!(out.status.success(), "tar -xOf {name}: {}", stderr(&out));
+    out.stdout
+}
+
+fn bundle_json(bundle: &Path) -> serde_json::Value {
+    serde_json::from_slice(&tar_file(bundle, "bundle.json")).expect("bundle.json")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Seeds every fixture image as `sensei/NAME:TAG`; returns the references.
+fn seed_all(registry: &Registry, scene: &Scene) -> Vec<String> {
+    rig::seed_fixtures(registry, &scene.fixtures, "sensei")
+}
+
+/// No temporary file or fetch store may be left beside an output.
+fn assert_no_leftovers(dir: &Path, expected: &[&str]) {
+    let names: BTreeSet<String> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let expected: BTreeSet<String> = expected.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(names, expected, "unexpected files in {}", dir.display());
+}
+
+#[test]
+fn registry_images_match_what_skopeo_reports() {
+    let scene = Scene::new();
+    let registry = Registry::plain();
+    let refs = seed_all(&registry, &scene);
+    let spec = scene.spec("spec.yaml", &refs, "");
+    let out_dir = scene.path("out");
+    fs::create_dir(&out_dir).unwrap();
+    let bundle = out_dir.join("b.tar");
+    assert_exit(
+        &scene.create(&spec, &bundle, &["--plain-http", &registry.host()]),
+        0,
+    );
+    assert_no_leftovers(&out_dir, &["b.tar"]);
+    scene.verifies(&bundle);
+
+    let manifest = bundle_json(&bundle);
+    let ours: BTreeSet<String> = tar_entries(&bundle)
+        .into_iter()
+        .filter_map(|p| p.strip_prefix("blobs/sha256/").map(str::to_owned))
+        .collect();
+    // skopeo's view of the same images: `dir:` keeps every blob and manifest by digest.
+    let mut theirs = BTreeSet::new();
+    for (i, reference) in refs.iter().enumerate() {
+        let raw = run_ok(
+            Command::new("skopeo")
+                .args(["inspect", "--raw", "--tls-verify=false"])
+                .arg(format!("docker://{reference}")),
+        );
+        let digest = format!("sha256:{}", sha256_hex(raw.as_bytes()));
+        let entry = manifest["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["reference"] == reference.as_str())
+            .unwrap_or_else(|| panic!("{reference} not in bundle.json"));
+        assert_eq!(entry["digest"], digest.as_str(), "{reference}");
+        assert!(entry["filteredFrom"].is_null());
+
+        let dest = scene.path(&format!("skopeo-{i}"));
+        run_ok(
+            Command::new("skopeo")
+                .args(["copy", "-q", "--all", "--src-tls-verify=false"])
+                .arg(format!("docker://{reference}"))
+                .arg(format!("dir:{}", dest.display())),
+        );
+        theirs.insert(digest.trim_start_matches("sha256:").to_owned());
+        for e in fs::read_dir(&dest).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            let hex = name.strip_suffix(".manifest.json").unwrap_or(&name);
+            if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                theirs.insert(hex.to_owned());
+            }
+        }
+    }
+    assert_eq!(ours, theirs, "blob sets differ");
+
+    // Reproducible from a registry too.
+    let again = out_dir.join("again.tar");
+    assert_exit(
+        &scene.create(&spec, &again, &["--plain-http", &registry.host()]),
+        0,
+    );
+    assert_eq!(fs::read(&bundle).unwrap(), fs::read(&again).unwrap());
+}
+
+#[test]
+fn platform_filter_on_a_registry_index_says_what_it_dropped() {
+    let scene = Scene::new();
+    let registry = Registry::plain();
+    let multi = scene.fixtures.image("multi:1.2.0").expect("multi fixture");
+    seed(&registry, &multi.skopeo_source, "sensei/multi:1.2.0");
+    let reference = format!("{}/sensei/multi:1.2.0", registry.host());
+    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+    let bundle = scene.path("b.tar.gz");
+    let out = scene.create(
+        &spec,
+        &bundle,
+        &[
+            "--plain-http",
+            &registry.host(),
+            "--platform",
+            "linux/arm64",
+        ],
+    );
+    assert_exit(&out, 0);
+    let entry = &bundle_json(&bundle)["images"][0];
+    assert_eq!(entry["platforms"], serde_json::json!(["linux/arm64"]));
+    assert_eq!(entry["filteredFrom"], multi.digest.as_str());
+    assert_ne!(entry["digest"], multi.digest.as_str());
+    scene.verifies(&bundle);
+}
+
+#[test]
+fn tls_and_auth_need_the_ca_and_credentials() {
+    let scene = Scene::new();
+    let registry = Registry::tls_auth("builder", "s3cret-pw");
+    let api = scene.fixtures.image("api:1.2.0").expect("api fixture");
+    seed(&registry, &api.skopeo_source, "sensei/api:1.2.0");
+    let reference = format!("{}/sensei/api:1.2.0", registry.host());
+    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+    let ca = registry.ca_file().expect("ca").to_str().unwrap().to_owned();
+    let config = DockerConfig::write(
+        &scene.path("docker"),
+        &[(&registry.host(), "builder", "s3cret-pw")],
+    );
+    let config = config.to_str().unwrap();
+
+    let bundle = scene.path("ok.tar");
+    let out = scene.create(
+        &spec,
+        &bundle,
+        &["--ca-file", &ca, "--registry-config", config],
+    );
+    assert_exit(&out, 0);
+    scene.verifies(&bundle);
+
+    // The same credentials through a credential helper, found via DOCKER_CONFIG.
+    let helper_dir = scene.path("helper");
+    let helper = DockerConfig::write_with_helper(
+        &helper_dir,
+        "senseitest",
+        &[(&registry.host(), "builder", "s3cret-pw")],
+    );
+    let out = run(bundler()
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .env("DOCKER_CONFIG", &helper_dir)
+        .env("PATH", helper.path_env())
+        .args(["create", "--quiet", "-f"])
+        .arg(&spec)
+        .args(["--key"])
+        .arg(&scene.key)
+        .args(["--ca-file", &ca, "-o"])
+        .arg(scene.path("helper.tar")));
+    assert_exit(&out, 0);
+    assert!(!helper.calls().is_empty(), "the helper was never asked");
+
+    let no_ca = scene.path("no-ca.tar");
+    let out = scene.create(&spec, &no_ca, &["--registry-config", config]);
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    assert!(err.contains(&registry.host()), "{err}");
+    assert!(err.contains("TLS") && err.contains("--ca-file"), "{err}");
+    assert!(!no_ca.exists());
+
+    let no_creds = scene.path("no-creds.tar");
+    let out = scene.create(&spec, &no_creds, &["--ca-file", &ca]);
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&registry.host()) && err.contains("401"),
+        "{err}"
+    );
+    assert!(err.contains(&reference), "{err}");
+    assert!(!no_creds.exists());
+}
+
+#[test]
+fn a_corrupted_blob_fails_with_exit_3_and_leaves_nothing() {
+    let scene = Scene::new();
+    let registry = Registry::plain();
+    let proxy = FaultProxy::in_front_of(&registry);
+    let api = scene.fixtures.image("api:1.2.0").expect("api fixture");
+    seed(&registry, &api.skopeo_source, "sensei/api:1.2.0");
+    let layer = api.blobs[0].clone();
+    proxy.corrupt_blob(&layer);
+    let reference = format!("{}/sensei/api:1.2.0", proxy.host());
+    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+    let out_dir = scene.path("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = scene.create(
+        &spec,
+        &out_dir.join("b.tar"),
+        &["--plain-http", &proxy.host()],
+    );
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    assert!(err.contains(&reference) && err.contains(&layer), "{err}");
+    assert_no_leftovers(&out_dir, &[]);
+}
+
+#[test]
+fn unknown_repositories_and_tags_exit_3_naming_the_reference() {
+    let scene = Scene::new();
+    let registry = Registry::plain();
+    let api = scene.fixtures.image("api:1.2.0").expect("api fixture");
+    seed(&registry, &api.skopeo_source, "sensei/api:1.2.0");
+    for reference in [
+        format!("{}/sensei/nothing:1.2.0", registry.host()),
+        format!("{}/sensei/api:9.9.9", registry.host()),
+    ] {
+        let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+        let bundle = scene.path("b.tar");
+        let out = scene.create(&spec, &bundle, &["--plain-http", &registry.host()]);
+        assert_exit(&out, 3);
+        let err = stderr(&out);
+        assert!(
+            err.contains(&reference) && err.contains("not found"),
+            "{err}"
+        );
+        assert!(!bundle.exists());
+    }
+}
+
+#[test]
+fn rides_through_503s_and_resumes_a_dropped_blob_with_range() {
+    let scene = Scene::new();
+    let registry = Registry::plain();
+    let proxy = FaultProxy::in_front_of(&registry);
+    let api = scene.fixtures.image("api:1.2.0").expect("api fixture");
+    seed(&registry, &api.skopeo_source, "sensei/api:1.2.0");
+    let layer = api.blobs[0].clone();
+    proxy.fail_with(503, 3, "/blobs/");
+    proxy.drop_connection_after(100, &layer);
+    let reference = format!("{}/sensei/api:1.2.0", proxy.host());
+    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+    let bundle = scene.path("b.tar");
+    let out = scene.create(&spec, &bundle, &["--plain-http", &proxy.host()]);
+    assert_exit(&out, 0);
+    scene.verifies(&bundle);
+    let resumed = proxy
+        .requests()
+        .iter()
+        .any(|r| r.path.contains(&layer) && r.range.as_deref() == Some("bytes=100-"));
+    assert!(
+        resumed,
+        "no Range request resumed the layer: {:?}",
+        proxy.requests()
+    );
+    let refused = proxy.requests().iter().filter(|r| r.status == 503).count();
+    assert_eq!(refused, 3, "{:?}", proxy.requests());
+}
+
+#[test]
+fn discovery_finds_rendered_and_declared_images_and_pulls_through_mirrors() {
+    let scene = Scene::new();
+    let sensei = Registry::plain();
+    let hub_mirror = Registry::plain();
+    let api = scene.fixtures.image("api:1.2.0").unwrap();
+    let worker = scene.fixtures.image("worker:1.2.0").unwrap();
+    seed(&sensei, &api.skopeo_source, "sensei/api:0.3.0");
+    seed(&sensei, &worker.skopeo_source, "sensei/metrics:0.3.0");
+    seed(&sensei, &api.skopeo_source, "sensei/migrate:0.3.0");
+    seed(&hub_mirror, &worker.skopeo_source, "library/busybox:1.36");
+    let chart = scene.path("discovery");
+    write_discovery_chart(&chart).unwrap();
+    let extra = format!(
+        "discoverImages: true\nmirrors:\n  registry.example.com: {}\n  docker.io: {}\ncharts:\n  - path: {}\n",
+        sensei.host(),
+        hub_mirror.host(),
+        chart.display()
+    );
+    let spec = scene.spec("spec.yaml", &[], &extra);
+    let bundle = scene.path("b.tar");
+    let out = scene.create(
+        &spec,
+        &bundle,
+        &[
+            "--plain-http",
+            &sensei.host(),
+            "--plain-http",
+            &hub_mirror.host(),
+            "--helm",
+            rig::helm().to_str().unwrap(),
+        ],
+    );
+    assert_exit(&out, 0);
+    scene.verifies(&bundle);
+    let manifest = bundle_json(&bundle);
+    let names: BTreeSet<&str> = manifest["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reference"].as_str().unwrap())
+        .collect();
+    // metrics is off by default: it comes from the annotation; migrate only from it.
+    let want: BTreeSet<&str> = [API_IMAGE, METRICS_IMAGE, MIGRATE_IMAGE, INIT_IMAGE].into();
+    assert_eq!(names, want);
+    let busybox = manifest["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["reference"] == INIT_IMAGE)
+        .unwrap();
+    assert_eq!(busybox["digest"], worker.digest.as_str());
+    let source = busybox["source"].as_str().unwrap();
+    assert!(source.contains(&hub_mirror.host()), "{source}");
+    assert_eq!(manifest["charts"][0]["name"], DISCOVERY_CHART);
+    assert_eq!(manifest["charts"][0]["version"], DISCOVERY_VERSION);
+}
+
+#[test]
+fn charts_from_a_helm_repository_and_from_oci_land_as_helm_artifacts() {
+    let scene = Scene::new();
+    let registry = Registry::plain();
+    let helm = rig::require(rig::helm());
+    // A Helm HTTP repository holding the demo chart, indexed by the real helm.
+    let repo_dir = scene.path("repo");
+    fs::create_dir(&repo_dir).unwrap();
+    run_ok(
+        Command::new(&helm)
+            .arg("package")
+            .arg(&scene.fixtures.chart_dir)
+            .arg("-d")
+            .arg(&repo_dir),
+    );
+    let server = StaticServer::new(&repo_dir);
+    run_ok(
+        Command::new(&helm)
+            .args(["repo", "index"])
+            .arg(&repo_dir)
+            .args(["--url", &server.url()]),
+    );
+    // An OCI chart pushed by the real helm.
+    let chart_src = scene.path("discovery");
+    write_discovery_chart(&chart_src).unwrap();
+    let pkg_dir = scene.path("pkg");
+    run_ok(
+        Command::new(&helm)
+            .arg("package")
+            .arg(&chart_src)
+            .arg("-d")
+            .arg(&pkg_dir),
+    );
+    let tgz = pkg_dir.join(format!("{DISCOVERY_CHART}-{DISCOVERY_VERSION}.tgz"));
+    run_ok(
+        Command::new(&helm)
+            .arg("push")
+            .arg(&tgz)
+            .arg(format!("oci://{}/charts", registry.host()))
+            .arg("--plain-http"),
+    );
+    let demo_version = "1.2.0";
+    let extra = format!(
+        "charts:\n  - repo: {}\n    name: demo\n    version: {demo_version}\n  - oci: oci://{}/charts/{DISCOVERY_CHART}\n    version: {DISCOVERY_VERSION}\n",
+        server.url(),
+        registry.host()
+    );
+    let spec = scene.spec("spec.yaml", &[], &extra);
+    let bundle = scene.path("b.tar");
+    let out = scene.create(&spec, &bundle, &["--plain-http", &registry.host()]);
+    assert_exit(&out, 0);
+    scene.verifies(&bundle);
+    assert!(server.count("GET", "index.yaml") >= 1);
+
+    let manifest = bundle_json(&bundle);
+    let charts = manifest["charts"].as_array().unwrap();
+    assert_eq!(charts.len(), 2, "{charts:?}");
+    for chart in charts {
+        let digest = chart["digest"].as_str().unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&tar_file(
+            &bundle,
+            &format!("blobs/sha256/{}", digest.trim_start_matches("sha256:")),
+        ))
+        .unwrap();
+        assert_eq!(
+            m["config"]["mediaType"],
+            "application/vnd.cncf.helm.config.v1+json"
+        );
+        assert_eq!(
+            m["layers"][0]["mediaType"],
+            "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+        );
+    }
+    // The chart from the repository is the one helm packaged, byte for byte.
+    let demo = charts.iter().find(|c| c["name"] == "demo").unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&tar_file(
+        &bundle,
+        &format!(
+            "blobs/sha256/{}",
+            demo["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:")
+        ),
+    ))
+    .unwrap();
+    let packaged = fs::read(repo_dir.join(format!("demo-{demo_version}.tgz"))).unwrap();
+    assert_eq!(
+        m["layers"][0]["digest"],
+        format!("sha256:{}", sha256_hex(&packaged)).as_str()
+    );
+}

@@ -314,16 +314,24 @@ pub fn render_plan(plan: &Plan) -> String {
     let _ = writeln!(s, "images ({}):", plan.images.len());
     for i in &plan.images {
         let _ = writeln!(s, "  {i}");
+        if let Some(source) = &i.source {
+            let _ = writeln!(s, "      from {source}");
+        }
     }
     let _ = writeln!(s, "charts ({}):", plan.charts.len());
     for c in &plan.charts {
         let _ = writeln!(s, "  {} {} @ {}", c.name, c.version, c.digest);
+        if let Some(source) = &c.source {
+            let _ = writeln!(s, "      from {source}");
+        }
     }
     let _ = writeln!(
         s,
-        "blobs: {} unique, {} bytes",
+        "blobs: {} unique, {} bytes; to fetch from registries: {} blobs, {} bytes",
         plan.blobs.len(),
-        plan.total_bytes()
+        plan.total_bytes(),
+        plan.remote_blobs(),
+        plan.remote_bytes()
     );
     s
 }

@@ -53,7 +53,7 @@ pub enum BundleError {
     #[error("{reference}: {source}")]
     Registry {
         reference: String,
-        source: sensei_registry::RegistryError,
+        source: Box<sensei_registry::RegistryError>,
     },
     /// Another outside failure (a chart repository, helm): exit 3.
     #[error("{0}")]

@@ -94,7 +94,7 @@ async fn fetch_one(
         .await
         .map_err(|source| BundleError::Registry {
             reference: needed_by.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
     drop(sink);
     std::fs::rename(&part, &done).map_err(BundleError::io(&done))?;

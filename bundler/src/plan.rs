@@ -95,6 +95,14 @@ impl Plan {
         add_blob(&mut self.blobs, blob);
     }
 
+    /// Blobs still to fetch from registries.
+    pub fn remote_blobs(&self) -> usize {
+        self.blobs
+            .values()
+            .filter(|b| matches!(b.data, BlobData::Remote(_)))
+            .count()
+    }
+
     /// Bytes still to fetch from registries.
     pub fn remote_bytes(&self) -> u64 {
         self.blobs
@@ -373,7 +381,15 @@ async fn fetch_chart(
                         BundleError::Outside(e.to_string())
                     }
                 })?;
-            Ok((fetched.chart, fetched.url))
+            let origin = match fetched.index_digest {
+                Some(_) => fetched.url,
+                // Said in bundle.json and the plan: nothing vouched for these bytes but TLS.
+                None => format!(
+                    "{} (the repository index gives no digest: unchecked)",
+                    fetched.url
+                ),
+            };
+            Ok((fetched.chart, origin))
         }
         ChartSource::Oci { oci, version, .. } => {
             let chart = remote::fetch_oci_chart(env.registry, oci, version).await?;
@@ -476,6 +492,9 @@ pub struct PlanSummary<'a> {
     pub charts: &'a [ChartEntry],
     pub blobs: usize,
     pub bytes: u64,
+    /// What `create` would download (layers; manifests and configs are already read).
+    pub fetch_blobs: usize,
+    pub fetch_bytes: u64,
 }
 
 impl Plan {
@@ -490,6 +509,8 @@ impl Plan {
             charts: &self.charts,
             blobs: self.blobs.len(),
             bytes: self.total_bytes(),
+            fetch_blobs: self.remote_blobs(),
+            fetch_bytes: self.remote_bytes(),
         }
     }
 }

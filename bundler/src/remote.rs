@@ -54,7 +54,7 @@ pub async fn resolve_top(
         .await
         .map_err(|e| BundleError::Registry {
             reference: image.to_string(),
-            source: e,
+            source: Box::new(e),
         })
 }
 
@@ -71,7 +71,10 @@ pub struct RegistryImage<'a> {
 impl RegistryImage<'_> {
     fn registry_error(&self) -> impl FnOnce(sensei_registry::RegistryError) -> BundleError {
         let reference = self.reference.to_owned();
-        move |source| BundleError::Registry { reference, source }
+        move |source| BundleError::Registry {
+            reference,
+            source: Box::new(source),
+        }
     }
 }
 
@@ -150,7 +153,7 @@ pub async fn fetch_oci_chart(
     let tag = version.replace('+', "_");
     let registry_error = |source| BundleError::Registry {
         reference: label.clone(),
-        source,
+        source: Box::new(source),
     };
     let top = registry
         .manifest(&repo, &tag, None)

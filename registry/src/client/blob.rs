@@ -1,0 +1,266 @@
+//! Blobs: streamed downloads through a hasher with Range resume, existence checks, cross-repository
+//! mounts and monolithic streamed uploads.
+
+use std::io::{Seek, Write};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use oci_client::Reference;
+use oci_client::client::BlobResponse;
+use sensei_core::digest::{Digest, Hasher};
+
+use super::{Registry, Repo, lock};
+use crate::error::{ErrorKind, RegistryError};
+
+impl Registry {
+    /// Streams a blob into `sink`, hashing as it goes. A dropped connection resumes with an
+    /// HTTP Range request where the registry allows it (else the sink restarts from byte 0); a
+    /// wrong size or digest fails without retry. `progress` gets each chunk's length, and a
+    /// negative correction when a restart throws bytes away.
+    pub async fn pull_blob(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        size: u64,
+        sink: &mut (dyn BlobSink + Send),
+        progress: &(dyn Fn(i64) + Send + Sync),
+    ) -> Result<(), RegistryError> {
+        let fail = self.fail(repo, format!("fetching blob {digest} from {}", repo.path));
+        self.auth_for(&repo.host)
+            .await
+            .map_err(self.fail(repo, String::new()))?;
+        let reference = repo.by_digest(digest);
+        let digest_str = digest.to_string();
+        let state = std::sync::Mutex::new(PullState {
+            hasher: Hasher::new(),
+            written: 0,
+            sink,
+        });
+        let result = self
+            .retry()
+            .run(|_| self.pull_attempt(&reference, &digest_str, size, &state, progress))
+            .await;
+        let state = state
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = result.and_then(|()| {
+            if state.written != size {
+                return Err(ErrorKind::Size {
+                    what: "blob",
+                    expected: size,
+                    actual: state.written,
+                });
+            }
+            let actual = state.hasher.finish();
+            if actual != *digest {
+                return Err(ErrorKind::Integrity {
+                    what: "blob",
+                    expected: *digest,
+                    actual,
+                });
+            }
+            Ok(())
+        });
+        result.map_err(fail)
+    }
+
+    /// A small blob (an image config) into memory; `size` comes from its descriptor and the
+    /// caller has bounded it.
+    pub async fn pull_small_blob(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Bytes, RegistryError> {
+        let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(1 << 20));
+        self.pull_blob(repo, digest, size, &mut buf, &|_| {})
+            .await?;
+        Ok(buf.into())
+    }
+
+    async fn pull_attempt(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        size: u64,
+        state: &std::sync::Mutex<PullState<'_>>,
+        progress: &(dyn Fn(i64) + Send + Sync),
+    ) -> Result<(), ErrorKind> {
+        let offset = lock(state).written;
+        let response = self
+            .inner
+            .oci
+            .pull_blob_stream_partial(reference, digest, offset, None)
+            .await
+            .map_err(|e| ErrorKind::from_oci(&e))?;
+        let mut stream = match response {
+            BlobResponse::Partial(s) => s.stream,
+            BlobResponse::Full(s) => {
+                // The registry ignored Range (or this is the first attempt): from byte 0.
+                let mut st = lock(state);
+                if st.written > 0 {
+                    progress(-(st.written as i64));
+                    st.sink.restart()?;
+                }
+                st.hasher = Hasher::new();
+                st.written = 0;
+                s.stream
+            }
+        };
+        let result = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| ErrorKind::Connect(e.to_string()))?;
+                let mut st = lock(state);
+                if st.written + chunk.len() as u64 > size {
+                    return Err(ErrorKind::Size {
+                        what: "blob",
+                        expected: size,
+                        actual: st.written + chunk.len() as u64,
+                    });
+                }
+                st.sink.write_chunk(&chunk)?;
+                st.hasher.update(&chunk);
+                st.written += chunk.len() as u64;
+                progress(chunk.len() as i64);
+            }
+            Ok(())
+        }
+        .await;
+        lock(state).sink.flush()?;
+        result?;
+        if lock(state).written < size {
+            return Err(ErrorKind::Connect(
+                "the connection ended before the whole blob arrived".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the repository already has the blob (HEAD).
+    pub async fn blob_exists(&self, repo: &Repo, digest: &Digest) -> Result<bool, RegistryError> {
+        let fail = self.fail(repo, format!("checking blob {digest} in {}", repo.path));
+        self.auth_for(&repo.host)
+            .await
+            .map_err(self.fail(repo, String::new()))?;
+        let reference = repo.by_digest(digest);
+        let digest = digest.to_string();
+        self.retry()
+            .run(|_| async {
+                self.inner
+                    .oci
+                    .blob_exists(&reference, &digest)
+                    .await
+                    .map_err(|e| ErrorKind::from_oci(&e))
+            })
+            .await
+            .map_err(fail)
+    }
+
+    /// Asks the registry to link a blob it holds in `from` into `repo` without an upload.
+    /// `false` means it declined (another user's repository, a registry without mounting):
+    /// upload instead.
+    pub async fn mount_blob(&self, repo: &Repo, from: &str, digest: &Digest) -> bool {
+        if self.auth_for(&repo.host).await.is_err() {
+            return false;
+        }
+        let target = repo.by_digest(digest);
+        let source = Reference::with_digest(repo.host.clone(), from.to_owned(), digest.to_string());
+        self.inner
+            .oci
+            .mount_blob(&target, &source, &digest.to_string())
+            .await
+            .is_ok()
+    }
+
+    /// Uploads a blob in one streamed PUT. `body` is called for each attempt and must give
+    /// the blob's bytes from the start; the registry checks the digest before accepting it.
+    pub async fn push_blob<F, S>(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        size: u64,
+        body: F,
+    ) -> Result<(), RegistryError>
+    where
+        F: Fn() -> Result<S, std::io::Error>,
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let fail = self.fail(repo, format!("uploading blob {digest} to {}", repo.path));
+        self.auth_for(&repo.host)
+            .await
+            .map_err(self.fail(repo, String::new()))?;
+        let reference = repo.by_digest(digest);
+        let digest_str = digest.to_string();
+        self.retry()
+            .run(|_| async {
+                let stream = body()
+                    .map_err(|e| ErrorKind::Source(e.to_string()))?
+                    .map_err(oci_client::errors::OciDistributionError::IoError);
+                self.inner
+                    .oci
+                    .push_blob_stream(&reference, stream, &digest_str, Some(size))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| ErrorKind::from_oci(&e))
+            })
+            .await
+            .map_err(fail)
+    }
+}
+
+/// Where a downloaded blob goes: written chunk by chunk, restarted from zero if the
+/// registry won't resume.
+pub trait BlobSink {
+    fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()>;
+    /// Throws away what was written.
+    fn restart(&mut self) -> std::io::Result<()>;
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BlobSink for Vec<u8> {
+    fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn restart(&mut self) -> std::io::Result<()> {
+        self.clear();
+        Ok(())
+    }
+}
+
+/// A file being downloaded into, buffered.
+#[derive(Debug)]
+pub struct FileSink(std::io::BufWriter<std::fs::File>);
+
+impl FileSink {
+    pub fn new(file: std::fs::File) -> Self {
+        Self(std::io::BufWriter::with_capacity(1 << 20, file))
+    }
+}
+
+impl BlobSink for FileSink {
+    fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(chunk)
+    }
+
+    fn restart(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        let f = self.0.get_mut();
+        f.set_len(0)?;
+        f.seek(std::io::SeekFrom::Start(0))?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+struct PullState<'a> {
+    hasher: Hasher,
+    written: u64,
+    sink: &'a mut (dyn BlobSink + Send),
+}

@@ -9,6 +9,7 @@ pub mod error;
 pub mod inspect;
 pub mod mapping;
 pub mod open;
+pub mod push;
 pub mod render;
 pub mod upgrade;
 pub mod verify;

@@ -32,6 +32,8 @@ enum Command {
     Verify(VerifyArgs),
     /// Show what a bundle claims to hold, without verifying anything
     Inspect(InspectArgs),
+    /// Verify a bundle and push its images and charts to your registry, digests preserved
+    Push(Box<PushArgs>),
     /// Verify a bundle, check it against the deployed release, push it and run helm upgrade
     Upgrade(Box<UpgradeArgs>),
 }
@@ -109,6 +111,7 @@ fn main() {
                 Err(e) => fail(&printer, e),
             }
         }
+        Command::Push(args) => run_push(*args),
         Command::Upgrade(args) => run_upgrade(*args),
         Command::Inspect(args) => {
             let printer = Printer::new(args.json, false);
@@ -323,5 +326,138 @@ fn run_upgrade(args: UpgradeArgs) {
             printer.result(&sensei_loader::upgrade::render(&report));
         }
         Err(e) => fail_upgrade(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// push
+
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Verify a bundle and push its images and charts to your registry, digests preserved.\n\n\
+        In this order:\n  \
+        1. Verify: the signatures against your --key files, then every byte, in one pass. Nothing \
+        is sent unless the whole bundle verifies.\n  \
+        2. Map: each image HOST/PATH:TAG goes to REGISTRY[/PREFIX]/PATH:TAG (Docker Hub short names \
+        first become docker.io/library/NAME), each chart to REGISTRY[/PREFIX]/charts/NAME:VERSION.\n  \
+        3. Blobs: each blob the registry lacks is uploaded once, streamed straight from the bundle \
+        (nothing is extracted), several at a time (--concurrency); other repositories that need it \
+        mount it. Blobs already there are skipped, so an interrupted push simply runs again.\n  \
+        4. Manifests and indexes, byte for byte, children first; then the tags, last.\n\n\
+        --dry-run stops after step 2 and prints the mapping. Then install with \
+        `helm upgrade --install RELEASE oci://REGISTRY[/PREFIX]/charts/NAME --version V \
+        --set global.imageRegistry=REGISTRY[/PREFIX]`, or let `sensei-loader upgrade` do all of it.",
+    after_help = "Exit codes: 0 pushed; 1 bundle rejected (nothing was sent); 2 usage or input error; \
+        3 registry, network or disk failure (run again: what is there is skipped).\n\
+        Examples:\n  \
+        sensei-loader push sensei-1.2.0.tar.gz --key release.pub --registry registry.internal\n  \
+        sensei-loader push sensei-1.2.0.tar.gz --key release.pub --registry registry.internal:5000/mirror --ca-file internal-ca.pem\n  \
+        printf '%s\\n' \"$PASSWORD\" | sensei-loader push ./sensei-1.2.0/ --key release.pub --registry registry.internal --username ci --password-stdin\n  \
+        sensei-loader push sensei-1.2.0.tar.gz --key release.pub --registry registry.internal --dry-run"
+)]
+struct PushArgs {
+    /// The bundle: the archive (.tar, .tar.gz) or the directory it was extracted into
+    #[arg(value_name = "BUNDLE")]
+    bundle: PathBuf,
+    /// The registry to push to (a prefix nests every repository under it)
+    #[arg(long, value_name = "HOST[:PORT][/PREFIX]", value_parser = parse_registry)]
+    registry: sensei_loader::mapping::Registry,
+    /// A public key you trust (repeatable)
+    #[arg(long = "key", value_name = "PUB", required = true)]
+    keys: Vec<PathBuf>,
+    /// A detached countersignature file (repeatable; BUNDLE.sig beside the bundle is read automatically)
+    #[arg(long = "signature", value_name = "SIGFILE")]
+    signatures: Vec<PathBuf>,
+    /// How many distinct trusted keys must have signed
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    threshold: u32,
+    /// CA certificates (PEM) to trust for the registry's TLS certificate (repeatable)
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_files: Vec<PathBuf>,
+    /// The registry speaks plain HTTP, not HTTPS
+    #[arg(long)]
+    plain_http: bool,
+    /// Registry user; the password is read from stdin (--password-stdin)
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the registry password (one line) from stdin
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// Docker config.json with the registry's credentials (default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json)
+    #[arg(long, value_name = "CONFIG_JSON", conflicts_with = "username")]
+    registry_config: Option<PathBuf>,
+    /// Blobs uploaded at once
+    #[arg(long, value_name = "N", default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+    /// Verify and print where everything would go; send nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as one JSON document on stdout
+    #[arg(long)]
+    json: bool,
+    /// No progress output
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+fn default_concurrency() -> u16 {
+    u16::try_from(sensei_loader::push::DEFAULT_CONCURRENCY).unwrap_or(8)
+}
+
+/// `--password-stdin`: one line, kept in memory that is wiped when dropped.
+fn read_password(bundle: &std::path::Path) -> Result<zeroize::Zeroizing<String>, LoaderError> {
+    use std::io::BufRead as _;
+    // Room for any real password, so the line is never reallocated (leaving a copy behind).
+    let mut line = zeroize::Zeroizing::new(String::with_capacity(4096));
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+        LoaderError::input(bundle, format!("--password-stdin: cannot read stdin: {e}"))
+    })?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(LoaderError::input(
+            bundle,
+            "--password-stdin: stdin held no password (pipe it in: printf '%s\\n' \"$PASSWORD\" | sensei-loader push ...)",
+        ));
+    }
+    Ok(zeroize::Zeroizing::new(password.to_owned()))
+}
+
+fn run_push(args: PushArgs) {
+    use sensei_loader::push::{CredentialSource, Credentials, PushOptions, push_bundle, render};
+    let printer = Printer::new(args.json, args.quiet);
+    let credentials = match (&args.username, args.password_stdin) {
+        (Some(user), true) => match read_password(&args.bundle) {
+            Ok(password) => CredentialSource::Explicit(Credentials {
+                username: user.clone(),
+                password,
+            }),
+            Err(e) => fail(&printer, e),
+        },
+        _ => CredentialSource::docker_default(args.registry_config.as_deref()),
+    };
+    let trust = TrustOptions {
+        keys: args.keys,
+        signatures: args.signatures,
+        threshold: args.threshold as usize,
+        expected_name: None,
+    };
+    let opts = PushOptions {
+        ca_files: args.ca_files,
+        plain_http: args.plain_http,
+        credentials,
+        concurrency: usize::from(args.concurrency),
+        dry_run: args.dry_run,
+        ..PushOptions::new(args.registry, trust)
+    };
+    let reporter = printer.reporter();
+    match push_bundle(&args.bundle, &opts, reporter.as_ref()) {
+        Ok(report) => {
+            printer.json(&serde_json::json!({
+                "verdict": if report.dry_run { "dryRun" } else { "pushed" },
+                "report": report,
+            }));
+            printer.result(&render(&report));
+        }
+        Err(e) => fail(&printer, e),
     }
 }

@@ -1,0 +1,203 @@
+//! `sensei-loader push`: a verified bundle into the operator's registry, digests preserved.
+//!
+//! [`push_bundle`] runs these steps, stopping at the first failure:
+//!
+//! 1. Verify, before any connection: signatures, then every byte in one streaming pass that
+//!    keeps `index.json` and the manifests in memory ([`collect`]). Nothing is written to the
+//!    registry from a bundle that did not verify.
+//! 2. Plan: every image and chart mapped onto the registry (`crate::mapping`), every blob with
+//!    the repositories that need it, manifests children first, tags last ([`graph`]). A bundle
+//!    whose manifests name blobs it does not hold is refused here.
+//! 3. Push ([`upload`]): blobs (HEAD, mount, or one streamed upload each, in parallel, read
+//!    straight from the archive by [`source`]), then manifests by digest, then tags.
+//!
+//! [`push_verified`] is steps 2–3 for a caller that has verified the bundle itself.
+
+pub mod collect;
+pub mod graph;
+pub mod report;
+pub mod source;
+pub mod upload;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sensei_core::progress::Reporter;
+use sensei_core::verify::{Rejection, Verified, read_head};
+use sensei_registry::{ClientSettings, RegistryError};
+pub use sensei_registry::{CredentialSource, Credentials, DEFAULT_CONCURRENCY, RetryPolicy};
+
+pub use collect::{Collected, Collector, Tee};
+pub use report::{PushReport, render};
+pub use upload::Counts;
+
+use crate::error::LoaderError;
+use crate::mapping::{self, MappingError, Registry};
+use crate::verify::{TrustOptions, verify_bundle};
+
+/// Everything `push` was asked to do.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// `--registry HOST[:PORT][/PREFIX]`.
+    pub registry: Registry,
+    pub trust: TrustOptions,
+    /// `--ca-file`: PEM certificates to trust for the registry's TLS.
+    pub ca_files: Vec<PathBuf>,
+    /// `--plain-http`: speak HTTP, not HTTPS, to the registry.
+    pub plain_http: bool,
+    /// `--username`/`--password-stdin`, else Docker's config.json (`--registry-config`).
+    pub credentials: CredentialSource,
+    /// Blobs in flight at once (`--concurrency`).
+    pub concurrency: usize,
+    /// Verify and print the mapping; send nothing.
+    pub dry_run: bool,
+    pub retry: RetryPolicy,
+}
+
+impl PushOptions {
+    /// Defaults for everything but the target and the keys.
+    pub fn new(registry: Registry, trust: TrustOptions) -> Self {
+        Self {
+            registry,
+            trust,
+            ca_files: vec![],
+            plain_http: false,
+            credentials: CredentialSource::docker_default(None),
+            concurrency: DEFAULT_CONCURRENCY,
+            dry_run: false,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Verifies `bundle` (archive or extracted directory) and pushes it: steps 1–3 of the module
+/// docs. With `opts.dry_run`, verifies and returns the mapping without connecting.
+pub fn push_bundle(
+    bundle: &Path,
+    opts: &PushOptions,
+    reporter: &dyn Reporter,
+) -> Result<PushReport, LoaderError> {
+    let started = Instant::now();
+    let mut collector = Collector::default();
+    let verified = verify_bundle(bundle, &opts.trust, reporter, &mut collector)?;
+    let verify_seconds = started.elapsed().as_secs_f64();
+    let mut report = push_verified(bundle, &verified, &collector.finish(), opts, reporter)?;
+    report.verify_seconds = Some(verify_seconds);
+    Ok(report)
+}
+
+/// Pushes a bundle that has just verified (steps 2–3). `collected` comes from a [`Collector`]
+/// that ran in that verification (alone, or in a [`Tee`] with another visitor), or from
+/// [`Collected::rescan`]. Every blob's bytes are hashed again as they are sent, as the bundle
+/// may have changed since.
+pub fn push_verified(
+    bundle: &Path,
+    verified: &Verified,
+    collected: &Collected,
+    opts: &PushOptions,
+    reporter: &dyn Reporter,
+) -> Result<PushReport, LoaderError> {
+    let started = Instant::now();
+    let manifest = &verified.manifest;
+    if collected.over_limit {
+        return Err(LoaderError::input(
+            bundle,
+            format!(
+                "the bundle's manifests and indexes hold more than {} bytes, more than push keeps \
+                 in memory",
+                collect::MAX_KEPT_BYTES
+            ),
+        ));
+    }
+    let plan = mapping::plan(manifest, &opts.registry).map_err(|e| match e {
+        MappingError::BadRegistry { .. } => LoaderError::input(bundle, e.to_string()),
+        other => LoaderError::Rejected(Rejection::Inconsistent(other.to_string())),
+    })?;
+    let graph = graph::build(manifest, collected, &plan)
+        .map_err(|e| LoaderError::Rejected(Rejection::Inconsistent(e.0)))?;
+    let mut report = PushReport {
+        dry_run: opts.dry_run,
+        bundle: bundle.display().to_string(),
+        name: manifest.name.clone(),
+        version: manifest.version.to_string(),
+        trusted_signers: verified.report.trusted_signers,
+        registry: opts.registry.base(),
+        chart_urls: plan
+            .charts
+            .iter()
+            .map(|c| opts.registry.chart_url(&c.name))
+            .collect(),
+        images: plan.images,
+        charts: plan.charts,
+        blobs: graph.blobs.len(),
+        blob_bytes: graph.blob_bytes(),
+        counts: Counts::default(),
+        verify_seconds: None,
+        push_seconds: 0.0,
+    };
+    if opts.dry_run {
+        return Ok(report);
+    }
+
+    let io = |source| LoaderError::Io {
+        path: bundle.to_owned(),
+        source,
+    };
+    let kind = source::kind_of(bundle).map_err(io)?;
+    let offsets = if kind == source::Kind::Directory {
+        Default::default()
+    } else {
+        let head = read_head(bundle).map_err(|e| LoaderError::from_verify(e, bundle))?;
+        source::data_offsets(
+            head.manifest_bytes.len() as u64,
+            head.signature_bytes.len() as u64,
+            &manifest.files,
+        )
+    };
+    let host = opts.registry.host.clone();
+    let client = sensei_registry::Registry::new(ClientSettings {
+        ca_files: opts.ca_files.clone(),
+        plain_http: if opts.plain_http {
+            vec![host.clone()]
+        } else {
+            vec![]
+        },
+        credentials: opts.credentials.clone(),
+        retry: opts.retry,
+    })
+    .map_err(|e| LoaderError::input(bundle, e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io)?;
+    let source = source::Source::new(bundle, kind, offsets, &graph.blobs).map_err(io)?;
+    let uploader = upload::Uploader {
+        registry: &client,
+        host: &host,
+        source: &source,
+        concurrency: opts.concurrency,
+        reporter,
+    };
+    let counts = runtime.block_on(uploader.run(&graph));
+    source.close();
+    report.counts = counts.map_err(|e| match e {
+        upload::UploadError::Registry(e) => registry_error(e),
+        upload::UploadError::Changed(why) => {
+            io(std::io::Error::new(std::io::ErrorKind::InvalidData, why))
+        }
+    })?;
+    report.push_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// A registry failure as the loader's outside failure (exit 3), naming the registry first.
+fn registry_error(e: RegistryError) -> LoaderError {
+    LoaderError::Io {
+        path: PathBuf::from(format!("registry {}", e.registry)),
+        source: std::io::Error::other(if e.action.is_empty() {
+            e.kind.to_string()
+        } else {
+            format!("{}: {}", e.action, e.kind)
+        }),
+    }
+}

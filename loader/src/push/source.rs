@@ -1,0 +1,424 @@
+//! Where a blob's bytes come from during push, never by extracting the bundle to disk:
+//!
+//! * a `.tar`: the blob's region of the file, read at its offset (a fresh reader for each
+//!   upload attempt, so uploads run in parallel and retries start over cleanly);
+//! * an extracted directory: the blob's file;
+//! * a `.tar.gz`: one more sequential pass of decompression, handing each blob that is to be
+//!   uploaded to its upload as the pass reaches it (a retry decompresses again up to the blob).
+//!
+//! Every stream is hashed as it is sent ([`Checked`]): bytes that differ from the verified
+//! digest (the file changed since verification) never complete an upload.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sensei_core::archive::{TarReader, open_stream};
+use sensei_core::digest::{Digest, Hasher};
+use sensei_core::manifest::FileEntry;
+use tokio::sync::mpsc;
+
+use super::graph::BlobJob;
+
+/// A blob's bytes as an upload body.
+pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Bytes read per chunk: large enough for throughput, small enough that eight parallel
+/// uploads stay well inside the memory budget.
+const CHUNK: usize = 256 * 1024;
+/// Chunks buffered between the decompressing thread and an upload.
+const CHANNEL_CHUNKS: usize = 4;
+const BLOCK: u64 = 512;
+
+/// How the bundle is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tar,
+    Gzip,
+    Directory,
+}
+
+/// Where each file's data starts in the (uncompressed) tar stream. Verification has checked
+/// that the archive is exactly `bundle.json`, `bundle.sig`, then `files` in order, each one
+/// canonical ustar header block followed by its body padded to 512 bytes; so the offsets
+/// follow from the sizes alone. (Any mistake would fail the hash check of the bytes read.)
+pub fn data_offsets(
+    manifest_len: u64,
+    signature_len: u64,
+    files: &[FileEntry],
+) -> HashMap<String, u64> {
+    let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
+    let mut at = BLOCK + padded(manifest_len) + BLOCK + padded(signature_len);
+    files
+        .iter()
+        .map(|f| {
+            let data = at + BLOCK;
+            at = data + padded(f.size);
+            (f.path.clone(), data)
+        })
+        .collect()
+}
+
+/// Detects the storage by content (gzip magic), as the verifier does, not by file name.
+pub fn kind_of(bundle: &Path) -> io::Result<Kind> {
+    if std::fs::metadata(bundle)?.is_dir() {
+        return Ok(Kind::Directory);
+    }
+    let mut magic = [0u8; 2];
+    let mut f = std::fs::File::open(bundle)?;
+    let n = f.read(&mut magic)?;
+    Ok(if n == 2 && magic == [0x1f, 0x8b] {
+        Kind::Gzip
+    } else {
+        Kind::Tar
+    })
+}
+
+/// The blob bytes of one bundle.
+#[derive(Debug)]
+pub struct Source {
+    bundle: PathBuf,
+    kind: Kind,
+    offsets: HashMap<String, u64>,
+    feed: Option<Feed>,
+}
+
+/// The sequential pass over a `.tar.gz`: per blob path, the channel its job uses to tell the
+/// pass whether to hand it the bytes (`Some(sender)`) or not (`None`).
+#[derive(Debug)]
+struct Feed {
+    decisions: Mutex<HashMap<String, std::sync::mpsc::SyncSender<Decision>>>,
+    cancel: Arc<AtomicBool>,
+}
+
+type Decision = Option<mpsc::Sender<io::Result<Bytes>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Source {
+    /// Opens the bundle for reading the blobs in `jobs`. For a `.tar.gz` this starts the
+    /// sequential pass, which then waits at each of those blobs for its job's decision
+    /// ([`Source::open`] or [`Source::skip`]); jobs must therefore be started in archive order.
+    pub fn new(
+        bundle: &Path,
+        kind: Kind,
+        offsets: HashMap<String, u64>,
+        jobs: &[BlobJob],
+    ) -> io::Result<Self> {
+        let feed = if kind == Kind::Gzip {
+            let mut decisions = HashMap::new();
+            let mut waits = HashMap::new();
+            for job in jobs {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                decisions.insert(job.path.clone(), tx);
+                waits.insert(job.path.clone(), rx);
+            }
+            let cancel = Arc::new(AtomicBool::new(false));
+            let file = std::fs::File::open(bundle)?;
+            let stop = cancel.clone();
+            std::thread::Builder::new()
+                .name("push-gunzip".into())
+                .spawn(move || sequential_pass(file, waits, &stop))?;
+            Some(Feed {
+                decisions: Mutex::new(decisions),
+                cancel,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            bundle: bundle.to_owned(),
+            kind,
+            offsets,
+            feed,
+        })
+    }
+
+    /// The blob's bytes from its first byte: a fresh reader on each call.
+    pub fn open(&self, job: &BlobJob) -> io::Result<BlobStream> {
+        let missing = || {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not in the bundle", job.path),
+            )
+        };
+        match self.kind {
+            Kind::Directory => {
+                let path = self.bundle.join(&job.path);
+                let meta = std::fs::symlink_metadata(&path)?;
+                if !meta.file_type().is_file() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{} is no longer a regular file", path.display()),
+                    ));
+                }
+                region(std::fs::File::open(&path)?, 0, job.size)
+            }
+            Kind::Tar => {
+                let offset = *self.offsets.get(&job.path).ok_or_else(missing)?;
+                region(std::fs::File::open(&self.bundle)?, offset, job.size)
+            }
+            Kind::Gzip => {
+                let decided = self
+                    .feed
+                    .as_ref()
+                    .and_then(|f| lock(&f.decisions).remove(&job.path));
+                if let Some(decision) = decided {
+                    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+                    if decision.send(Some(tx)).is_ok() {
+                        return Ok(receiver_stream(rx));
+                    }
+                }
+                let offset = *self.offsets.get(&job.path).ok_or_else(missing)?;
+                reopen_gzip(&self.bundle, offset, job.size)
+            }
+        }
+    }
+
+    /// Tells the `.tar.gz` pass that this blob needs no bytes (again): it is skipped or mounted.
+    pub fn skip(&self, job: &BlobJob) {
+        if let Some(feed) = &self.feed
+            && let Some(decision) = lock(&feed.decisions).remove(&job.path)
+        {
+            let _ = decision.send(None);
+        }
+    }
+
+    /// Ends the `.tar.gz` pass early (the push failed): it stops at its next entry.
+    pub fn close(&self) {
+        if let Some(feed) = &self.feed {
+            feed.cancel.store(true, Ordering::SeqCst);
+            lock(&feed.decisions).clear();
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// `size` bytes of `file` from `offset`, read in chunks on tokio's blocking pool.
+fn region(mut file: std::fs::File, offset: u64, size: u64) -> io::Result<BlobStream> {
+    file.seek(SeekFrom::Start(offset))?;
+    let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), size);
+    Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+        reader, CHUNK,
+    )))
+}
+
+fn receiver_stream(rx: mpsc::Receiver<io::Result<Bytes>>) -> BlobStream {
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+/// A retry of a `.tar.gz` blob: decompress again from the start up to the blob.
+fn reopen_gzip(bundle: &Path, offset: u64, size: u64) -> io::Result<BlobStream> {
+    let file = std::fs::File::open(bundle)?;
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    std::thread::Builder::new()
+        .name("push-gunzip-retry".into())
+        .spawn(move || {
+            let result = (|| -> io::Result<()> {
+                let (mut stream, _) = open_stream(file)?;
+                let skipped = io::copy(&mut (&mut stream).take(offset), &mut io::sink())?;
+                if skipped < offset {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                let mut body = stream.take(size);
+                let mut buf = vec![0u8; CHUNK];
+                loop {
+                    let n = body.read(&mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    if tx
+                        .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
+                        return Ok(()); // the upload gave up
+                    }
+                }
+            })();
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+            }
+        })?;
+    Ok(receiver_stream(rx))
+}
+
+/// The sequential pass: walks the archive once; at each blob some job waits for, asks it
+/// whether to send the bytes, and streams them to its upload if so.
+fn sequential_pass(
+    file: std::fs::File,
+    mut waits: HashMap<String, std::sync::mpsc::Receiver<Decision>>,
+    cancel: &AtomicBool,
+) {
+    let Ok((stream, _)) = open_stream(file) else {
+        return; // every upload then fails on its own reading of the bundle
+    };
+    let mut tar = TarReader::new(stream);
+    let mut buf = vec![0u8; CHUNK];
+    while !waits.is_empty() && !cancel.load(Ordering::SeqCst) {
+        let header = match tar.next_header() {
+            Ok(Some(h)) => h,
+            Ok(None) | Err(_) => return,
+        };
+        let Some(wait) = waits.remove(&header.path) else {
+            continue;
+        };
+        let Ok(Some(tx)) = wait.recv() else {
+            continue;
+        };
+        let mut sender = Some(tx);
+        let streamed = tar.stream_body(&mut buf, |chunk| {
+            if let Some(tx) = &sender
+                && tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).is_err()
+            {
+                sender = None; // that attempt failed; its retry reads the bundle again
+            }
+        });
+        if let Err(e) = streamed {
+            if let Some(tx) = &sender {
+                let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
+            }
+            return;
+        }
+    }
+}
+
+/// Counters shared by every upload of one push.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Blob bytes handed to the network, retries included.
+    pub bytes_sent: AtomicU64,
+}
+
+/// Hashes a blob's bytes as they go out. The final chunk is held back unless the whole blob
+/// has the verified size and digest, so a changed bundle can never complete an upload; the
+/// failure is also recorded in `changed` for a clear message (and no retry).
+pub struct Checked {
+    inner: BlobStream,
+    hasher: Hasher,
+    digest: Digest,
+    size: u64,
+    /// Every byte arrived and matched.
+    verified: bool,
+    /// Nothing more will be yielded.
+    ended: bool,
+    counters: Arc<Counters>,
+    progress: Arc<AtomicU64>,
+    changed: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checked")
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .field("sent", &self.hasher.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Checked {
+    pub fn new(
+        inner: BlobStream,
+        job: &BlobJob,
+        counters: Arc<Counters>,
+        progress: Arc<AtomicU64>,
+        changed: Arc<Mutex<Option<String>>>,
+    ) -> Self {
+        Self {
+            inner,
+            hasher: Hasher::new(),
+            digest: job.digest,
+            size: job.size,
+            verified: false,
+            ended: false,
+            counters,
+            progress,
+            changed,
+        }
+    }
+
+    fn fail(&mut self, why: &str) -> Poll<Option<io::Result<Bytes>>> {
+        self.ended = true;
+        let message = format!(
+            "blob {} {why}: the bundle changed on disk since it was verified; copy it again and \
+             re-run (nothing was tagged)",
+            self.digest
+        );
+        *lock(&self.changed) = Some(message.clone());
+        Poll::Ready(Some(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            message,
+        ))))
+    }
+
+    /// All bytes are in: the digest must be the verified one.
+    fn complete(&mut self) -> bool {
+        let actual = std::mem::take(&mut self.hasher).finish();
+        self.verified = actual == self.digest;
+        self.verified
+    }
+}
+
+impl Stream for Checked {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Err(e))) => {
+                self.ended = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                if self.verified || (self.size == 0 && self.complete()) {
+                    self.ended = true;
+                    return Poll::Ready(None);
+                }
+                let why = format!(
+                    "ended after {} of its {} bytes",
+                    self.hasher.len(),
+                    self.size
+                );
+                self.fail(&why)
+            }
+            Poll::Ready(Some(Ok(chunk))) => {
+                if chunk.is_empty() {
+                    return Poll::Ready(Some(Ok(chunk)));
+                }
+                if self.verified || self.hasher.len() + chunk.len() as u64 > self.size {
+                    return self.fail("is longer than its verified size");
+                }
+                self.hasher.update(&chunk);
+                if self.hasher.len() == self.size && !self.complete() {
+                    return self.fail("has different bytes than when it was verified");
+                }
+                let n = chunk.len() as u64;
+                self.counters.bytes_sent.fetch_add(n, Ordering::Relaxed);
+                self.progress.fetch_add(n, Ordering::Relaxed);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The network half of push, in the order that keeps the target consistent at every moment:
+//!
+//! 1. Blobs, in parallel (`concurrency` at a time; biggest first, or in archive order for a
+//!    `.tar.gz`). For each blob: HEAD in every repository that needs it; where it is missing,
+//!    mount it from a repository that has it, else upload it once and mount it into the rest
+//!    (an upload if the registry declines the mount).
+//! 2. Manifests and indexes by digest, byte for byte, children before parents (by height).
+//! 3. Tags, last: each top manifest under its tag.
+//!
+//! Manifests and tags already in place are left alone, so a second push writes nothing, and a
+//! push interrupted anywhere completes on the next run by sending only what is missing. Retries
+//! (connection errors, 5xx, 429) are the registry client's.
+
+use std::future::ready;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use sensei_core::progress::Reporter;
+use sensei_registry::{ErrorKind, Registry, RegistryError, Repo};
+use serde::Serialize;
+
+use super::graph::{BlobJob, ManifestJob, PushGraph, TagJob};
+use super::source::{BlobStream, Checked, Counters, Kind, Source};
+
+/// How often a running upload's progress is passed to the reporter.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
+/// What failed while pushing.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The bundle's bytes no longer match what was verified.
+    #[error("{0}")]
+    Changed(String),
+}
+
+/// What the push did, counted per (repository, blob) placement, manifest and tag.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub blobs_uploaded: u64,
+    pub blobs_mounted: u64,
+    pub blobs_present: u64,
+    pub manifests_pushed: u64,
+    pub manifests_present: u64,
+    pub tags_pushed: u64,
+    pub tags_present: u64,
+    /// Blob and manifest bytes sent, retries included.
+    pub bytes_sent: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    uploaded: AtomicU64,
+    mounted: AtomicU64,
+    present: AtomicU64,
+    manifests_pushed: AtomicU64,
+    manifests_present: AtomicU64,
+    tags_pushed: AtomicU64,
+    tags_present: AtomicU64,
+    manifest_bytes: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// One push's connection to the target, its source of bytes and its progress.
+pub struct Uploader<'a> {
+    pub registry: &'a Registry,
+    /// `HOST[:PORT]` of the target.
+    pub host: &'a str,
+    pub source: &'a Source,
+    pub concurrency: usize,
+    pub reporter: &'a dyn Reporter,
+}
+
+impl std::fmt::Debug for Uploader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploader")
+            .field("host", &self.host)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Uploader<'_> {
+    /// Runs the three steps of the module docs.
+    pub async fn run(&self, graph: &PushGraph) -> Result<Counts, UploadError> {
+        let tally = Tally::default();
+        let counters = Arc::new(Counters::default());
+        let n = self.concurrency.max(1);
+
+        let mut order: Vec<&BlobJob> = graph.blobs.iter().collect();
+        if self.source.kind() == Kind::Gzip {
+            // The sequential decompression reaches blobs in archive order: so must the jobs.
+            order.sort_by_key(|b| b.file_index);
+        } else {
+            // The biggest blob takes longest: start it first so the rest hide behind it.
+            order.sort_by_key(|b| (std::cmp::Reverse(b.size), b.file_index));
+        }
+        self.reporter.start("push", Some(graph.blob_bytes()));
+        stream::iter(order)
+            .map(|job| self.blob(job, &tally, &counters))
+            .buffer_unordered(n)
+            .try_for_each(|()| ready(Ok(())))
+            .await?;
+        self.reporter.finish();
+
+        for height in graph.heights() {
+            stream::iter(graph.manifests.iter().filter(|m| m.height == height))
+                .map(|m| self.manifest(m, &tally))
+                .buffer_unordered(n)
+                .try_for_each(|()| ready(Ok(())))
+                .await?;
+        }
+        stream::iter(&graph.tags)
+            .map(|t| self.tag(t, &tally))
+            .buffer_unordered(n)
+            .try_for_each(|()| ready(Ok(())))
+            .await?;
+
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Ok(Counts {
+            blobs_uploaded: get(&tally.uploaded),
+            blobs_mounted: get(&tally.mounted),
+            blobs_present: get(&tally.present),
+            manifests_pushed: get(&tally.manifests_pushed),
+            manifests_present: get(&tally.manifests_present),
+            tags_pushed: get(&tally.tags_pushed),
+            tags_present: get(&tally.tags_present),
+            bytes_sent: get(&counters.bytes_sent) + get(&tally.manifest_bytes),
+        })
+    }
+
+    fn repo(&self, path: &str) -> Repo {
+        Repo::new(self.host, path)
+    }
+
+    /// One blob into every repository that needs it.
+    async fn blob(
+        &self,
+        job: &BlobJob,
+        tally: &Tally,
+        counters: &Arc<Counters>,
+    ) -> Result<(), UploadError> {
+        let repos: Vec<Repo> = job.repos.iter().map(|p| self.repo(p)).collect();
+        let present: Vec<bool> = stream::iter(&repos)
+            .map(|r| self.registry.blob_exists(r, &job.digest))
+            .buffered(self.concurrency.max(1))
+            .try_collect()
+            .await?;
+        let mut missing: Vec<&Repo> = vec![];
+        let mut holder: Option<&Repo> = None;
+        for (repo, here) in repos.iter().zip(present) {
+            if here {
+                add(&tally.present, 1);
+                holder = holder.or(Some(repo));
+            } else {
+                missing.push(repo);
+            }
+        }
+        let holder = match holder {
+            Some(h) => {
+                self.source.skip(job);
+                self.reporter.advance(job.size);
+                h
+            }
+            None => {
+                let first = missing.remove(0);
+                self.upload(first, job, counters).await?;
+                add(&tally.uploaded, 1);
+                first
+            }
+        };
+        stream::iter(missing)
+            .map(|repo| async move {
+                if self
+                    .registry
+                    .mount_blob(repo, &holder.path, &job.digest)
+                    .await
+                {
+                    add(&tally.mounted, 1);
+                } else {
+                    self.upload(repo, job, counters).await?;
+                    add(&tally.uploaded, 1);
+                }
+                Ok::<(), UploadError>(())
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .try_for_each(|()| ready(Ok(())))
+            .await?;
+        self.source.skip(job);
+        Ok(())
+    }
+
+    /// A streamed, hashed upload of one blob, its progress passed to the reporter.
+    async fn upload(
+        &self,
+        repo: &Repo,
+        job: &BlobJob,
+        counters: &Arc<Counters>,
+    ) -> Result<(), UploadError> {
+        let changed: Arc<Mutex<Option<String>>> = Arc::default();
+        let progress = Arc::new(AtomicU64::new(0));
+        let body = || -> std::io::Result<BlobStream> {
+            // A blob that changed fails for good: a retry would only read the same bytes.
+            if let Some(why) = changed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+            {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
+            }
+            let inner = self.source.open(job)?;
+            Ok(Box::pin(Checked::new(
+                inner,
+                job,
+                counters.clone(),
+                progress.clone(),
+                changed.clone(),
+            )))
+        };
+        self.reporter.item(&job.path, Some(job.size));
+        let push = self.registry.push_blob(repo, &job.digest, job.size, body);
+        tokio::pin!(push);
+        let mut tick = tokio::time::interval(PROGRESS_TICK);
+        let result = loop {
+            tokio::select! {
+                r = &mut push => break r,
+                _ = tick.tick() => self.pass_progress(job, &progress),
+            }
+        };
+        self.pass_progress(job, &progress);
+        self.reporter.item_done(&job.path);
+        let why = changed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match (result, why) {
+            (Err(_), Some(why)) => Err(UploadError::Changed(why)),
+            (result, _) => Ok(result?),
+        }
+    }
+
+    fn pass_progress(&self, job: &BlobJob, progress: &AtomicU64) {
+        let n = progress.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            self.reporter.item_advance(&job.path, n);
+        }
+    }
+
+    /// A manifest or index by digest, unless the repository has it.
+    async fn manifest(&self, m: &ManifestJob, tally: &Tally) -> Result<(), UploadError> {
+        let repo = self.repo(&m.repo);
+        let reference = m.digest.to_string();
+        let expected = Some((m.digest, m.bytes.len() as u64));
+        match self.registry.manifest(&repo, &reference, expected).await {
+            Ok(_) => {
+                add(&tally.manifests_present, 1);
+                return Ok(());
+            }
+            Err(e) if matches!(e.kind, ErrorKind::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.registry
+            .push_manifest(&repo, &reference, m.bytes.clone(), &m.media_type)
+            .await?;
+        add(&tally.manifests_pushed, 1);
+        add(&tally.manifest_bytes, m.bytes.len() as u64);
+        Ok(())
+    }
+
+    /// A top manifest under its tag, unless the tag already names it.
+    async fn tag(&self, t: &TagJob, tally: &Tally) -> Result<(), UploadError> {
+        let repo = self.repo(&t.repo);
+        match self.registry.manifest(&repo, &t.tag, None).await {
+            Ok(found) if found.digest == t.digest => {
+                add(&tally.tags_present, 1);
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) if matches!(e.kind, ErrorKind::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.registry
+            .push_manifest(&repo, &t.tag, t.bytes.clone(), &t.media_type)
+            .await?;
+        add(&tally.tags_pushed, 1);
+        add(&tally.manifest_bytes, t.bytes.len() as u64);
+        Ok(())
+    }
+}

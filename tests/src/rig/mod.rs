@@ -1,7 +1,7 @@
-//! The real test rig the end-to-end tests start themselves: `docker-registry` (plain, or TLS with
-//! htpasswd auth), skopeo seeding, a fault-injecting proxy, a static HTTP server for Helm chart
-//! repositories, Docker credential configs, and the paths of the tools `scripts/setup.sh`
-//! installs. Everything listens on 127.0.0.1 only and is torn down on drop.
+//! The real test rig the end-to-end tests start themselves: `docker-registry` (plain, TLS with
+//! htpasswd auth, or bearer-token auth with a loopback token service), skopeo seeding, a
+//! fault-injecting proxy, a static HTTP server for Helm chart repositories, Docker credential
+//! configs, and the paths of the tools `scripts/setup.sh` installs. Everything listens on 127.0.0.1 only and is torn down on drop.
 
 mod docker_config;
 mod http;
@@ -9,6 +9,7 @@ mod proxy;
 mod registry;
 mod static_server;
 mod tls;
+mod token;
 pub mod tools;
 
 use std::net::TcpListener;
@@ -19,6 +20,7 @@ pub use proxy::{Failure, FaultProxy};
 pub use registry::{Registry, seed, seed_fixtures};
 pub use static_server::StaticServer;
 pub use tls::{TlsFiles, make_tls};
+pub use token::{TOKEN_ISSUER, TOKEN_SERVICE, TokenRequest, TokenServer};
 pub use tools::{helm, helm4, path_with, require, rig_dir};
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).

@@ -1,5 +1,5 @@
-//! A real `docker-registry` (CNCF distribution) on a free loopback port, plain or TLS + htpasswd,
-//! owned by a test: started on construction, killed on drop, restartable on the same port and
+//! A real `docker-registry` (CNCF distribution) on a free loopback port, plain, TLS + htpasswd,
+//! or plain with bearer-token auth from a loopback token service, owned by a test: started on construction, killed on drop, restartable on the same port and
 //! storage. Plus `seed`, which fills it with skopeo.
 
 use std::fmt::Write as _;
@@ -15,6 +15,7 @@ use tempfile::TempDir;
 use super::free_port;
 use super::http::lock;
 use super::tls::{TlsFiles, make_tls};
+use super::token::{TOKEN_ISSUER, TOKEN_SERVICE, TokenServer};
 use super::tools::require;
 use crate::bins::{run, run_ok};
 use crate::fixtures::FixtureSet;
@@ -39,29 +40,52 @@ pub struct Registry {
     log: PathBuf,
     tls: Option<TlsFiles>,
     credentials: Option<(String, String)>,
+    /// The token service of a [`Registry::token_auth`] registry.
+    token: Option<TokenServer>,
     child: Mutex<Option<Child>>,
 }
 
 impl Registry {
     /// A plain-HTTP registry without auth.
     pub fn plain() -> Self {
-        Self::launch(None)
+        Self::launch(None, false)
     }
 
     /// An HTTPS registry (certificate from a CA made for it, see [`Registry::ca_file`]) that
     /// requires basic auth as `user`/`password` (htpasswd, bcrypt).
     pub fn tls_auth(user: &str, password: &str) -> Self {
-        Self::launch(Some((user.to_string(), password.to_string())))
+        Self::launch(Some((user.to_string(), password.to_string())), false)
     }
 
-    /// The tests need two shapes: plain and anonymous, or TLS with auth (credentials sent over
-    /// plain HTTP are what no real deployment does).
-    fn launch(credentials: Option<(String, String)>) -> Self {
+    /// A plain-HTTP registry with bearer-token auth (`auth.token`): it accepts only tokens
+    /// from its own [`TokenServer`] (see [`Registry::token_server`]), which hands `user` and
+    /// `password` every action they ask for and anonymous clients a token granting nothing.
+    /// Clients do the token dance themselves; so do [`Registry::tags`], `catalog` and
+    /// `manifest_digest`, and skopeo with [`Registry::skopeo_args`].
+    pub fn token_auth(user: &str, password: &str) -> Self {
+        Self::launch(Some((user.to_string(), password.to_string())), true)
+    }
+
+    /// The tests need three shapes: plain and anonymous, TLS with basic auth (credentials sent
+    /// over plain HTTP are what no real deployment does), or token auth, where plain HTTP
+    /// keeps the test simple and the secret only travels to the token service on loopback.
+    fn launch(credentials: Option<(String, String)>, token_auth: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sensei-registry-")
             .tempdir()
             .unwrap_or_else(|e| panic!("registry temp dir: {e}"));
-        let tls = credentials.as_ref().map(|_| make_tls(dir.path()));
+        let token = match &credentials {
+            Some((user, password)) if token_auth => Some(TokenServer::start(
+                &dir.path().join("token"),
+                user,
+                password,
+            )),
+            _ => None,
+        };
+        let tls = match token {
+            None => credentials.as_ref().map(|_| make_tls(dir.path())),
+            Some(_) => None,
+        };
         let mut registry = Self {
             config: dir.path().join("config.yml"),
             log: dir.path().join("registry.log"),
@@ -69,9 +93,10 @@ impl Registry {
             dir,
             tls,
             credentials,
+            token,
             child: Mutex::new(None),
         };
-        if let Some((user, password)) = &registry.credentials {
+        if let (Some((user, password)), None) = (&registry.credentials, &registry.token) {
             let out = run_ok(
                 Command::new(require("htpasswd"))
                     .args(["-Bbn", user, password])
@@ -100,6 +125,7 @@ impl Registry {
     fn write_config(&self) {
         // JSON strings are valid YAML double-quoted scalars: paths need no further escaping.
         let q = |p: &Path| serde_json::to_string(&p.to_string_lossy()).unwrap_or_default();
+        let qs = |s: &str| serde_json::to_string(s).unwrap_or_default();
         let mut yml = format!(
             "version: 0.1\n\
              log:\n  level: warn\n  formatter: text\n  accesslog:\n    disabled: true\n\
@@ -117,7 +143,17 @@ impl Registry {
                 q(&tls.server_key)
             );
         }
-        if self.credentials.is_some() {
+        if let Some(token) = &self.token {
+            let _ = write!(
+                yml,
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    \
+                 rootcertbundle: {}\n",
+                qs(&token.realm()),
+                qs(TOKEN_SERVICE),
+                qs(TOKEN_ISSUER),
+                q(token.root_cert())
+            );
+        } else if self.credentials.is_some() {
             let _ = write!(
                 yml,
                 "auth:\n  htpasswd:\n    realm: sensei-test\n    path: {}\n",
@@ -158,6 +194,17 @@ impl Registry {
         self.credentials
             .as_ref()
             .map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
+    /// The token service of a [`Registry::token_auth`] registry.
+    pub fn token_server(&self) -> Option<&TokenServer> {
+        self.token.as_ref()
+    }
+
+    /// How many requests the token service answered so far (0 without one). The rig's own
+    /// `tags`, `catalog` and `manifest_digest` ask it too: compare counts around what you test.
+    pub fn token_requests(&self) -> usize {
+        self.token.as_ref().map_or(0, TokenServer::count)
     }
 
     /// Where the registry stores its content (survives `stop`/`start`).
@@ -285,6 +332,7 @@ impl Registry {
 
     /// `curl` set up for this registry: silent, errors shown, the CA trusted and the
     /// credentials sent (when the registry has them). Add the method, headers and URL.
+    /// A token-auth registry refuses these basic credentials: use [`Registry::bearer`].
     pub fn curl(&self) -> Command {
         let mut cmd = self.curl_anonymous();
         if let Some((user, password)) = self.credentials() {
@@ -385,13 +433,65 @@ impl Registry {
         }
     }
 
-    /// One request with curl (`-i`); a status of 0 if curl could not connect.
+    /// One request with curl (`-i`); a status of 0 if curl could not connect. On a token-auth
+    /// registry, `auth` means the token dance: a 401 challenge is answered with a token for
+    /// the scope it names, and the request sent again.
     fn request(&self, auth: bool, method: &str, path: &str, headers: &[String]) -> Reply {
+        if auth && self.token.is_some() {
+            let reply = self.request_once(false, method, path, headers, None);
+            return match reply.header("www-authenticate") {
+                Some(challenge) if reply.status == 401 => {
+                    let bearer = self.bearer(challenge);
+                    self.request_once(false, method, path, headers, Some(&bearer))
+                }
+                _ => reply,
+            };
+        }
+        self.request_once(auth, method, path, headers, None)
+    }
+
+    /// A bearer token from this registry's token service for the scope (and service) of a
+    /// `WWW-Authenticate: Bearer realm=...,service=...,scope=...` challenge, fetched with the
+    /// registry's credentials by curl, as a client would.
+    pub fn bearer(&self, challenge: &str) -> String {
+        let params = challenge_params(challenge);
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let realm = get("realm").unwrap_or_else(|| panic!("no realm in {challenge:?}"));
+        let mut cmd = self.curl_anonymous();
+        cmd.arg("-G");
+        if let Some((user, password)) = self.credentials() {
+            cmd.arg("-u").arg(format!("{user}:{password}"));
+        }
+        for key in ["service", "scope"] {
+            if let Some(v) = get(key) {
+                cmd.arg("--data-urlencode").arg(format!("{key}={v}"));
+            }
+        }
+        let body = run_ok(cmd.arg("--fail-with-body").arg(realm));
+        let answer: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("token service {realm} sent bad JSON ({e}): {body}"));
+        answer["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token from {realm}: {body}"))
+            .to_string()
+    }
+
+    fn request_once(
+        &self,
+        auth: bool,
+        method: &str,
+        path: &str,
+        headers: &[String],
+        bearer: Option<&str>,
+    ) -> Reply {
         let mut cmd = if auth {
             self.curl()
         } else {
             self.curl_anonymous()
         };
+        if let Some(token) = bearer {
+            cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
+        }
         cmd.arg("-i").args(["--max-time", "5"]);
         if method == "HEAD" {
             cmd.arg("-I");
@@ -421,6 +521,40 @@ fn split_reference(reference: &str) -> (&str, &str) {
     match reference.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (reference, "latest"),
+    }
+}
+
+/// The `key="value"` (or `key=value`) parameters of a `WWW-Authenticate` challenge, after its
+/// scheme. Values may hold commas (`scope="repository:a:pull,push"`) and spaces.
+fn challenge_params(challenge: &str) -> Vec<(String, String)> {
+    let rest = challenge
+        .trim()
+        .split_once(' ')
+        .map_or("", |(_, rest)| rest);
+    let mut params = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            return params;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value = chars.by_ref().take_while(|c| *c != ',').collect();
+        }
+        params.push((key.trim().to_ascii_lowercase(), value));
     }
 }
 
@@ -527,7 +661,26 @@ pub fn seed_fixtures(registry: &Registry, fixtures: &FixtureSet, prefix: &str) -
 
 #[cfg(test)]
 mod tests {
-    use super::split_reference;
+    use super::{challenge_params, split_reference};
+
+    #[test]
+    fn challenges_parse() {
+        let p = challenge_params(
+            r#"Bearer realm="http://h/token",service="s",scope="repository:a/b:pull,push",error=insufficient_scope"#,
+        );
+        let want = [
+            ("realm", "http://h/token"),
+            ("service", "s"),
+            ("scope", "repository:a/b:pull,push"),
+            ("error", "insufficient_scope"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(p, want);
+        assert!(challenge_params("Bearer").is_empty());
+    }
 
     #[test]
     fn references_split() {

@@ -15,7 +15,7 @@ use tempfile::TempDir;
 use super::free_port;
 use super::http::lock;
 use super::tls::{TlsFiles, make_tls};
-use super::token::{TOKEN_ISSUER, TOKEN_SERVICE, TokenServer};
+use super::token::{TOKEN_ISSUER, TOKEN_SERVICE, TokenServer, fetch_token};
 use super::tools::require;
 use crate::bins::{run, run_ok};
 use crate::fixtures::FixtureSet;
@@ -454,26 +454,7 @@ impl Registry {
     /// `WWW-Authenticate: Bearer realm=...,service=...,scope=...` challenge, fetched with the
     /// registry's credentials by curl, as a client would.
     pub fn bearer(&self, challenge: &str) -> String {
-        let params = challenge_params(challenge);
-        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let realm = get("realm").unwrap_or_else(|| panic!("no realm in {challenge:?}"));
-        let mut cmd = self.curl_anonymous();
-        cmd.arg("-G");
-        if let Some((user, password)) = self.credentials() {
-            cmd.arg("-u").arg(format!("{user}:{password}"));
-        }
-        for key in ["service", "scope"] {
-            if let Some(v) = get(key) {
-                cmd.arg("--data-urlencode").arg(format!("{key}={v}"));
-            }
-        }
-        let body = run_ok(cmd.arg("--fail-with-body").arg(realm));
-        let answer: serde_json::Value = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("token service {realm} sent bad JSON ({e}): {body}"));
-        answer["token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no token from {realm}: {body}"))
-            .to_string()
+        fetch_token(self.curl_anonymous(), self.credentials(), challenge)
     }
 
     fn request_once(
@@ -521,40 +502,6 @@ fn split_reference(reference: &str) -> (&str, &str) {
     match reference.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (reference, "latest"),
-    }
-}
-
-/// The `key="value"` (or `key=value`) parameters of a `WWW-Authenticate` challenge, after its
-/// scheme. Values may hold commas (`scope="repository:a:pull,push"`) and spaces.
-fn challenge_params(challenge: &str) -> Vec<(String, String)> {
-    let rest = challenge
-        .trim()
-        .split_once(' ')
-        .map_or("", |(_, rest)| rest);
-    let mut params = Vec::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if key.is_empty() {
-            return params;
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            value = chars.by_ref().take_while(|c| *c != ',').collect();
-        }
-        params.push((key.trim().to_ascii_lowercase(), value));
     }
 }
 
@@ -661,26 +608,7 @@ pub fn seed_fixtures(registry: &Registry, fixtures: &FixtureSet, prefix: &str) -
 
 #[cfg(test)]
 mod tests {
-    use super::{challenge_params, split_reference};
-
-    #[test]
-    fn challenges_parse() {
-        let p = challenge_params(
-            r#"Bearer realm="http://h/token",service="s",scope="repository:a/b:pull,push",error=insufficient_scope"#,
-        );
-        let want = [
-            ("realm", "http://h/token"),
-            ("service", "s"),
-            ("scope", "repository:a/b:pull,push"),
-            ("error", "insufficient_scope"),
-        ];
-        let want: Vec<(String, String)> = want
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(p, want);
-        assert!(challenge_params("Bearer").is_empty());
-    }
+    use super::split_reference;
 
     #[test]
     fn references_split() {

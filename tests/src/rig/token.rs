@@ -356,6 +356,69 @@ fn sign(key: &Path, input: &[u8]) -> io::Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// A bearer token for the scope (and service) of a `WWW-Authenticate: Bearer realm=...,
+/// service=...,scope=...` challenge, fetched from its realm by `curl` (set up by the caller)
+/// with basic `credentials`, as a registry client would.
+pub(crate) fn fetch_token(
+    mut curl: Command,
+    credentials: Option<(&str, &str)>,
+    challenge: &str,
+) -> String {
+    let params = challenge_params(challenge);
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let realm = get("realm").unwrap_or_else(|| panic!("no realm in {challenge:?}"));
+    curl.arg("-G");
+    if let Some((user, password)) = credentials {
+        curl.arg("-u").arg(format!("{user}:{password}"));
+    }
+    for key in ["service", "scope"] {
+        if let Some(v) = get(key) {
+            curl.arg("--data-urlencode").arg(format!("{key}={v}"));
+        }
+    }
+    let body = run_ok(curl.arg("--fail-with-body").arg(realm));
+    let answer: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("token service {realm} sent bad JSON ({e}): {body}"));
+    answer["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token from {realm}: {body}"))
+        .to_string()
+}
+
+/// The `key="value"` (or `key=value`) parameters of a `WWW-Authenticate` challenge, after its
+/// scheme. Values may hold commas (`scope="repository:a:pull,push"`) and spaces.
+fn challenge_params(challenge: &str) -> Vec<(String, String)> {
+    let rest = challenge
+        .trim()
+        .split_once(' ')
+        .map_or("", |(_, rest)| rest);
+    let mut params = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            return params;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value = chars.by_ref().take_while(|c| *c != ',').collect();
+        }
+        params.push((key.trim().to_ascii_lowercase(), value));
+    }
+}
+
 /// `(user, password)` of an `Authorization: Basic ...` header.
 fn basic_credentials(header: &str) -> Option<(String, String)> {
     let (scheme, value) = header.trim().split_once(' ')?;
@@ -445,6 +508,25 @@ mod tests {
             g,
             vec![json!({ "type": "repository", "name": "a/b", "actions": ["pull", "push"] })]
         );
+    }
+
+    #[test]
+    fn challenges_parse() {
+        let p = challenge_params(
+            r#"Bearer realm="http://h/token",service="s",scope="repository:a/b:pull,push",error=insufficient_scope"#,
+        );
+        let want = [
+            ("realm", "http://h/token"),
+            ("service", "s"),
+            ("scope", "repository:a/b:pull,push"),
+            ("error", "insufficient_scope"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(p, want);
+        assert!(challenge_params("Bearer").is_empty());
     }
 
     #[test]

@@ -77,6 +77,9 @@ struct Inner {
     auth: Mutex<HashMap<String, RegistryAuth>>,
     /// The `Authorization` header for our own requests, per repository and operation.
     headers: Mutex<HashMap<(String, String, bool), Option<String>>>,
+    /// The user whose credentials were sent to each host, so a 401 can say "rejected" rather
+    /// than "missing".
+    users: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -153,6 +156,7 @@ impl Registry {
                 settings,
                 auth: Mutex::new(HashMap::new()),
                 headers: Mutex::new(HashMap::new()),
+                users: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -182,7 +186,10 @@ impl Registry {
             .map_err(|e| ErrorKind::Credentials(e.to_string()))?
             .map_err(|e| ErrorKind::Credentials(e.to_string()))?;
         let auth = match creds {
-            Some(c) => RegistryAuth::Basic(c.username, c.password.to_string()),
+            Some(c) => {
+                lock(&self.inner.users).insert(host.to_owned(), c.username.clone());
+                RegistryAuth::Basic(c.username, c.password.to_string())
+            }
             None => RegistryAuth::Anonymous,
         };
         self.inner.oci.store_auth_if_needed(host, &auth).await;
@@ -232,10 +239,20 @@ impl Registry {
 
     fn fail(&self, repo: &Repo, action: String) -> impl FnOnce(ErrorKind) -> RegistryError {
         let registry = repo.host.clone();
-        move |kind| RegistryError {
-            registry,
-            action,
-            kind,
+        let inner = self.inner.clone();
+        move |kind| {
+            // Looked up when the error happens: credentials are read on first use.
+            let user = lock(&inner.users).get(&registry).cloned();
+            RegistryError {
+                kind: match (kind, user) {
+                    (ErrorKind::Unauthorized, Some(user)) => {
+                        ErrorKind::CredentialsRejected { user }
+                    }
+                    (kind, _) => kind,
+                },
+                registry,
+                action,
+            }
         }
     }
 }

@@ -18,9 +18,13 @@ pub struct RegistryError {
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
     #[error(
-        "authentication required (401): add credentials for this registry to the Docker config.json (`docker login`, or --registry-config), or pass --username with --password-stdin"
+        "authentication required (401) and no credentials were found for this registry: add them to the Docker config.json (`docker login HOST`; the bundler's --registry-config names another file), or for push pass --username with --password-stdin"
     )]
     Unauthorized,
+    #[error(
+        "the registry rejected the credentials of user {user:?} (401): check the user name and password"
+    )]
+    CredentialsRejected { user: String },
     #[error(
         "access denied (403): the credentials are valid but may not do this; check the account's permissions on this repository"
     )]

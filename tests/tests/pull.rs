@@ -286,7 +286,29 @@ fn tls_and_auth_need_the_ca_and_credentials() {
         "{err}"
     );
     assert!(err.contains(&reference), "{err}");
+    assert!(err.contains("no credentials were found"), "{err}");
     assert!(!no_creds.exists());
+
+    let wrong = DockerConfig::write(
+        &scene.path("docker-wrong"),
+        &[(&registry.host(), "builder", "not-the-password")],
+    );
+    let out = scene.create(
+        &spec,
+        &scene.path("wrong.tar"),
+        &[
+            "--ca-file",
+            &ca,
+            "--registry-config",
+            wrong.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("rejected the credentials") && err.contains("builder"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# bench.sh create (issue 3): `sensei-bundler create` from a loopback docker-registry against
+# skopeo pulling the same images into one oci: directory, in the same run, page cache warm,
+# outputs on the same disk as the registry's storage.
+#   Set A .tar            <= 0.67 x skopeo copy --all of each image into one oci: dir
+#   Set B (100 small)     <= 0.25 x the same, one skopeo process per image
+#   peak RSS (Set A)      <= 64 MiB
+# Run by scripts/bench.sh (which builds and exports BENCH_*). Exit 1 if a target is missed.
+set -euo pipefail
+# shellcheck source=scripts/bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+trap stop_registries EXIT
+
+export dir=$work/create
+rm -rf "$dir"
+mkdir -p "$dir"
+rows=$dir/rows
+fixtures
+
+reg_start "$dir/registry"
+src=$REG_HOST
+log "seeding the source registry $src (${#set_a[@]} + ${#set_b[@]} images, not timed)"
+printf '%s\n' "${set_a[@]}" "${set_b[@]}" | sort -u |
+  xargs -P 4 -I{} skopeo copy -q --all --preserve-digests --dest-tls-verify=false \
+    "oci:$fx/oci:{}" "docker://$src/bench/{}"
+
+# Our side: one spec per set naming the registry's references (Set A carries the demo chart
+# too, as a real release does: a little more work for us than for skopeo).
+write_spec() { # FILE NAME SET... -> a spec pulling those images from the source registry
+  local file=$1 name=$2 ref
+  shift 2
+  {
+    echo "name: $name"
+    echo "version: 1.0.0"
+    [ "$name" = bench-a ] && printf 'charts:\n  - path: %s\n' "$fx/charts/demo"
+    echo "images:"
+    for ref in "$@"; do echo "  - $src/bench/$ref"; done
+  } >"$file"
+}
+write_spec "$dir/a.yaml" bench-a "${set_a[@]}"
+write_spec "$dir/b.yaml" bench-b "${set_b[@]}"
+
+# The peer: skopeo has no multi-image copy (and its oci: layout is not safe for concurrent
+# writers), so its users script one `skopeo copy --all` per image into one oci: directory.
+write_peer() { # FILE SET... -> a script: FILE OCI_DIR
+  local file=$1 ref
+  shift
+  {
+    echo '#!/bin/sh'
+    echo '# skopeo: one process per image, all into one oci: directory ($1)'
+    echo 'set -e'
+    for ref in "$@"; do
+      echo "skopeo copy -q --all --src-tls-verify=false docker://$src/bench/$ref \"oci:\$1:$ref\""
+    done
+  } >"$file"
+}
+write_peer "$dir/skopeo-a.sh" "${set_a[@]}"
+write_peer "$dir/skopeo-b.sh" "${set_b[@]}"
+
+# Outputs are removed before each run, untimed: truncating a 400 MiB file costs the kernel
+# page-cache work that is neither tool's.
+clean_ours() { rm -f "$dir/out.tar"; }
+clean_peer() { rm -rf "$dir/peer"; }
+ours() { # SPEC -> the bundler command line, as a string for compare
+  echo "\"\$bin/sensei-bundler\" create -f \"\$dir/$1\" --plain-http $src --key \"\$work/k.key\" -o \"\$dir/out.tar\" --quiet"
+}
+
+compare createA clean_ours "$(ours a.yaml)" clean_peer 'sh "$dir/skopeo-a.sh" "$dir/peer"'
+compare createB clean_ours "$(ours b.yaml)" clean_peer 'sh "$dir/skopeo-b.sh" "$dir/peer"'
+
+compare_row createA "create .tar, Set A" 0.67
+compare_row createB "create .tar, Set B" 0.25
+row max "peak RSS create, Set A (MiB)" "$(max_rss_mib "$dir/createA.ours")" \
+  "$(max_rss_mib "$dir/createA.peer")" 64 "peer column: largest skopeo process"
+row max "peak RSS create, Set B (MiB)" "$(max_rss_mib "$dir/createB.ours")" \
+  "$(max_rss_mib "$dir/createB.peer")" 64 "peer column: largest skopeo process"
+
+reg_stop
+rm -rf "$dir/peer" "$dir/out.tar" "$dir/registry/storage"
+table "create: sensei-bundler create vs skopeo copy --all per image into one oci: dir
+  median of $runs runs after a warm-up; source: a loopback docker-registry
+  $(set_label A)
+  $(set_label B)"

@@ -1,0 +1,232 @@
+# Shared by the sections of scripts/bench.sh (sourced, not run): timing, medians, peak RSS,
+# loopback docker-registries, the fixture set and the summary table.
+#
+# Expects from scripts/bench.sh (exported): BENCH_ROOT, BENCH_BIN, BENCH_WORK, RUNS.
+# shellcheck shell=bash
+
+bin=$BENCH_BIN
+work=$BENCH_WORK
+runs=$RUNS
+# Commands are strings run by `bash -c` at measurement time (so they see the registry started
+# just before): what they name must be in the environment.
+export bin work
+export LC_ALL=C # EPOCHREALTIME and printf must use '.' as the decimal point
+
+log() { echo "== $*" >&2; }
+die() { echo "bench: $*" >&2; exit 3; }
+
+# --- timing ----------------------------------------------------------------------------------
+
+# timed FILE CMD...: runs CMD once, appends its wall time (s) to FILE and its peak RSS (KiB,
+# GNU time's %M: the largest process of the tree) to FILE.rss. A failing command aborts the
+# benchmark with its output: a timing of a failed run means nothing.
+timed() {
+  local file=$1; shift
+  local out=$work/last-command.log t0 t1
+  sync # the previous run's dirty pages must not be written back on this run's clock
+  t0=$EPOCHREALTIME
+  if ! /usr/bin/time -f '%M' -o "$file.rss.last" "$@" >"$out" 2>&1; then
+    echo "bench: command failed: $*" >&2
+    tail -n 30 "$out" >&2
+    exit 3
+  fi
+  t1=$EPOCHREALTIME
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", b - a }' >>"$file"
+  tail -n 1 "$file.rss.last" >>"$file.rss"
+}
+
+# median FILE: the median of the numbers in FILE, one per line.
+median() {
+  python3 -c 'import statistics, sys; print(statistics.median(float(l) for l in open(sys.argv[1]) if l.strip()))' "$1"
+}
+
+# spread FILE: "min-max" of the numbers in FILE, for the table's note column.
+spread() {
+  python3 -c 'import sys; v = [float(l) for l in open(sys.argv[1]) if l.strip()]; print(f"{min(v):.2f}-{max(v):.2f}")' "$1"
+}
+
+# max_rss_mib FILE: the largest peak RSS recorded by `timed FILE ...`, in MiB.
+max_rss_mib() {
+  python3 -c 'import sys; print(f"{max(int(l) for l in open(sys.argv[1]) if l.strip()) / 1024:.1f}")' "$1.rss"
+}
+
+# --- loopback docker-registry ----------------------------------------------------------------
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# reg_start DIR: starts Debian's docker-registry with its storage in DIR/storage on a free
+# loopback port; sets REG_HOST (127.0.0.1:PORT) and REG_PID. Every registry started is listed
+# in $work/registry.pids, which the EXIT trap uses to stop them.
+reg_start() {
+  local dir=$1 attempt port
+  mkdir -p "$dir/storage"
+  for attempt in 1 2 3; do
+    port=$(free_port)
+    cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  formatter: text
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/storage
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$port
+  secret: sensei-bench
+EOF
+    docker-registry serve "$dir/config.yml" </dev/null >>"$dir/registry.log" 2>&1 &
+    REG_PID=$!
+    echo "$REG_PID" >>"$work/registry.pids"
+    export REG_HOST=127.0.0.1:$port
+    local i
+    for i in $(seq 1 100); do
+      if curl -fsS -o /dev/null "http://$REG_HOST/v2/" 2>/dev/null; then return 0; fi
+      kill -0 "$REG_PID" 2>/dev/null || break
+      sleep 0.05
+    done
+    kill "$REG_PID" 2>/dev/null || true
+    wait "$REG_PID" 2>/dev/null || true
+    echo "bench: docker-registry on $REG_HOST did not come up (attempt $attempt):" >&2
+    tail -n 5 "$dir/registry.log" >&2
+  done
+  die "cannot start docker-registry (log: $dir/registry.log)"
+}
+
+# reg_stop: stops the registry REG_PID names (storage stays).
+reg_stop() {
+  if [ -n "${REG_PID:-}" ]; then
+    kill "$REG_PID" 2>/dev/null || true
+    wait "$REG_PID" 2>/dev/null || true
+    REG_PID=
+  fi
+}
+
+# reg_fresh DIR: an EMPTY registry: stops the current one, wipes DIR/storage, starts a new one
+# (on a new port, so no client cache remembers the old registry's content under this name).
+reg_fresh() {
+  reg_stop
+  rm -rf "$1/storage"
+  reg_start "$1"
+}
+
+stop_registries() {
+  local pid
+  [ -f "$work/registry.pids" ] || return 0
+  while read -r pid; do
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done <"$work/registry.pids"
+  rm -f "$work/registry.pids"
+  return 0
+}
+
+# --- fixtures --------------------------------------------------------------------------------
+
+# The benchmark sets are OCI media-type images only: skopeo's oci: transport (1.9) does not
+# read Docker schema 2 manifests from a layout, so it could not take part with legacy images.
+#   Set A: api, worker, multi (index, linux/amd64 + linux/arm64), small-000, all sharing the base
+#          layer, plus big (one incompressible layer of BENCH_BIG_MIB MiB, default 400).
+#   Set B: small-000 ... small-(BENCH_SMALL-1) (default 100), sharing the base layer.
+big_mib=${BENCH_BIG_MIB:-400}
+small_count=${BENCH_SMALL:-100}
+export fx=$work/fx
+set_a=(api:1.2.0 worker:1.2.0 multi:1.2.0 small-000:1.0.0 big:1.0.0)
+set_b=()
+for ((i = 0; i < small_count; i++)); do set_b+=("$(printf 'small-%03d:1.0.0' "$i")"); done
+
+# fixtures: generates $fx once per benchmark run (deterministic: same options, same bytes).
+fixtures() {
+  if [ ! -f "$fx/bundle.yaml" ]; then
+    log "generating fixtures in $fx (big layer ${big_mib} MiB, ${small_count} small images)"
+    "$bin/sensei-fixtures" "$fx" --big-layer-mib "$big_mib" --small-images "$small_count" >/dev/null
+  fi
+  [ -f "$work/k.key" ] || "$bin/sensei-bundler" keygen --out "$work/k" >/dev/null
+}
+
+# set_label NAME: a one-line description of a set, for the tables.
+set_label() {
+  case $1 in
+    A) echo "Set A: ${#set_a[@]} OCI images sharing a base layer (api, worker, multi [2 platforms], small-000, big [${big_mib} MiB layer])" ;;
+    B) echo "Set B: ${small_count} small OCI images sharing a base layer" ;;
+  esac
+}
+
+# compare NAME OURS_PREP OURS_CMD PEER_PREP PEER_CMD: one warm-up run of each side (page cache,
+# skopeo's blob-info cache), then $runs runs of each, alternating which side goes first so that
+# drifts in the machine's load hit both. *_PREP are shell functions run untimed just before
+# each run (or ":"); *_CMD are `bash -c` strings. Samples: $dir/NAME.ours and $dir/NAME.peer.
+compare() {
+  local name=$1 r
+  rm -f "$dir/$name".*
+  log "$name: 1 warm-up + $runs runs of each side"
+  for ((r = 0; r <= runs; r++)); do
+    local suffix=
+    [ "$r" = 0 ] && suffix=.warmup
+    if ((r % 2)); then
+      "$4"; timed "$dir/$name.peer$suffix" bash -c "$5"
+      "$2"; timed "$dir/$name.ours$suffix" bash -c "$3"
+    else
+      "$2"; timed "$dir/$name.ours$suffix" bash -c "$3"
+      "$4"; timed "$dir/$name.peer$suffix" bash -c "$5"
+    fi
+  done
+}
+
+# compare_row NAME MEASURE TARGET [NOTE]: the table row for a `compare NAME ...`.
+compare_row() {
+  local f=$dir/$1
+  row ratio "$2" "$(median "$f.ours")" "$(median "$f.peer")" "$3" \
+    "ours $(spread "$f.ours")s, peer $(spread "$f.peer")s${4:+; $4}"
+}
+
+# --- the table -------------------------------------------------------------------------------
+
+# row KIND MEASURE OURS PEER TARGET NOTE, appended to $rows:
+#   ratio: OURS and PEER are median seconds; passes if OURS/PEER <= TARGET
+#   max:   OURS is a value (MiB, a size ratio); passes if OURS <= TARGET; PEER is context or "-"
+#   info:  like ratio, for context: no target
+row() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$rows"; }
+
+# table TITLE: prints $rows as the section's table (also saved as $rows.txt for the summary);
+# returns 1 if a target was missed.
+table() {
+  python3 - "$1" "$rows" <<'PY' | tee "$rows.txt"
+import sys
+title, path = sys.argv[1], sys.argv[2]
+rows = [line.rstrip("\n").split("\t") for line in open(path) if line.strip()]
+out = [("measure", "ours", "peer", "ratio", "target", "result", "note")]
+missed = 0
+for kind, measure, ours, peer, target, note in rows:
+    o = float(ours)
+    if kind in ("ratio", "info"):
+        p = float(peer)
+        value = o / p
+        shown = (f"{o:.3f}s", f"{p:.3f}s", f"{value:.3f}")
+    else:
+        value = o
+        shown = (ours, peer, "-")
+    if kind == "info":
+        result, tgt = "info", "-"
+    else:
+        ok = value <= float(target)
+        missed += not ok
+        result, tgt = ("PASS" if ok else "FAIL"), f"<= {target}"
+    out.append((measure, *shown, tgt, result, note))
+widths = [max(len(r[i]) for r in out) for i in range(6)]
+print(title)
+for r in out:
+    print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r[:6], widths))) + ("  " + r[6] if r[6] else ""))
+print()
+with open(path + ".missed", "w") as f:
+    f.write(str(missed))
+PY
+  [ "$(cat "$rows.missed")" = 0 ]
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# bench.sh push (issue 4): `sensei-loader push` of a .tar bundle into a loopback docker-registry
+# against skopeo copying the same images from an oci: directory, in the same run.
+#   Set A into an EMPTY registry   <= 0.8  x skopeo copy --all, one process per image
+#   Set B (100 small) likewise     <= 0.25 x
+#   again, everything there        <= 1.0  x skopeo's re-copy
+#   peak RSS                       <= 64 MiB
+# Context (no target): a lone curl PUT of the big layer (monolithic upload), which issue 4
+# measured at ~0.69 x skopeo's whole push of Set A: one blob can't be uploaded in parallel.
+# Run by scripts/bench.sh (which builds and exports BENCH_*). Exit 1 if a target is missed.
+set -euo pipefail
+# shellcheck source=scripts/bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+trap stop_registries EXIT
+
+export dir=$work/push
+rm -rf "$dir"
+mkdir -p "$dir"
+rows=$dir/rows
+fixtures
+
+# The bundles: made by `sensei-bundler create` from the fixture layout (the same bytes the
+# create benchmark pulls from a registry: digests are preserved either way), signed.
+write_spec() { # FILE NAME SET...
+  local file=$1 name=$2 ref
+  shift 2
+  {
+    echo "name: $name"
+    echo "version: 1.0.0"
+    [ "$name" = bench-a ] && printf 'charts:\n  - path: %s\n' "$fx/charts/demo"
+    echo "images:"
+    for ref in "$@"; do
+      printf '  - ref: registry.example.com/sensei/%s\n    layout: %s\n    layoutRef: %s\n' \
+        "$ref" "$fx/oci" "$ref"
+    done
+  } >"$file"
+}
+write_spec "$dir/a.yaml" bench-a "${set_a[@]}"
+write_spec "$dir/b.yaml" bench-b "${set_b[@]}"
+log "building the bundles (not timed)"
+for s in a b; do
+  "$bin/sensei-bundler" create --quiet -f "$dir/$s.yaml" --key "$work/k.key" -o "$dir/$s.tar" >/dev/null
+done
+
+# The peer: one `skopeo copy --all` per image from the oci: layout, to the names our push maps
+# the bundle's references to (registry.example.com/sensei/X -> HOST/bench/sensei/X).
+write_peer() { # FILE SET... -> a script: FILE HOST
+  local file=$1 ref
+  shift
+  {
+    echo '#!/bin/sh'
+    echo '# skopeo: one process per image, from one oci: layout, into the registry at $1'
+    echo 'set -e'
+    for ref in "$@"; do
+      echo "skopeo copy -q --all --dest-tls-verify=false oci:$fx/oci:$ref \"docker://\$1/bench/sensei/$ref\""
+    done
+  } >"$file"
+}
+write_peer "$dir/skopeo-a.sh" "${set_a[@]}"
+write_peer "$dir/skopeo-b.sh" "${set_b[@]}"
+
+# Monolithic upload of one blob with curl: POST opens the upload, one PUT sends every byte.
+cat >"$dir/curl-put.sh" <<'EOF'
+#!/bin/sh
+# curl-put.sh HOST FILE DIGEST: a lone monolithic blob upload
+set -e
+loc=$(curl -fsS -X POST -D - -o /dev/null "http://$1/v2/bench/curl/blobs/uploads/" |
+  tr -d '\r' | awk 'tolower($1) == "location:" { print $2 }')
+case $loc in http*) ;; *) loc="http://$1$loc" ;; esac
+case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
+curl -fsS -o /dev/null -T "$2" -H 'Content-Type: application/octet-stream' "$loc${sep}digest=$3"
+EOF
+big_digest=$(python3 - "$fx/oci" <<'PY'
+import json, os, sys
+layout = sys.argv[1]
+blob = lambda d: os.path.join(layout, "blobs", *d.split(":"))
+index = json.load(open(os.path.join(layout, "index.json")))
+m = next(m for m in index["manifests"]
+         if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == "big:1.0.0")
+layers = json.load(open(blob(m["digest"])))["layers"]
+print(max(layers, key=lambda l: l["size"])["digest"])
+PY
+)
+big_file=$fx/oci/blobs/sha256/${big_digest#sha256:}
+
+push_ok=1
+ours() { # BUNDLE -> our push command line, as a string for compare
+  if [ "$push_ok" = 1 ]; then
+    echo "\"\$bin/sensei-loader\" push \"\$dir/$1\" --registry \"\$REG_HOST/bench\" --key \"\$work/k.pub\" --plain-http --quiet"
+  else
+    echo ":"
+  fi
+}
+if ! "$bin/sensei-loader" push --help >/dev/null 2>&1; then
+  push_ok=0
+  log "sensei-loader has no 'push' subcommand yet: measuring the peer side only"
+fi
+
+fresh() { reg_fresh "$dir/registry"; }
+compare pushA fresh "$(ours a.tar)" fresh 'sh "$dir/skopeo-a.sh" "$REG_HOST"'
+
+log "curl PUT of the big layer: 1 warm-up + $runs runs"
+for ((r = 0; r <= runs; r++)); do
+  fresh
+  timed "$dir/curl$([ "$r" = 0 ] && echo .warmup)" sh "$dir/curl-put.sh" "$REG_HOST" "$big_file" "$big_digest"
+done
+
+compare pushB fresh "$(ours b.tar)" fresh 'sh "$dir/skopeo-b.sh" "$REG_HOST"'
+
+# Everything there already: one registry, filled once (untimed), then both sides push again.
+fresh
+sh "$dir/skopeo-a.sh" "$REG_HOST" >/dev/null 2>&1
+sh "$dir/skopeo-b.sh" "$REG_HOST" >/dev/null 2>&1
+[ "$push_ok" = 1 ] && for s in a b; do bash -c "$(ours $s.tar)"; done
+compare repushA : "$(ours a.tar)" : 'sh "$dir/skopeo-a.sh" "$REG_HOST"'
+compare repushB : "$(ours b.tar)" : 'sh "$dir/skopeo-b.sh" "$REG_HOST"'
+reg_stop
+rm -rf "$dir/registry/storage"
+
+compare_row pushA "push Set A, empty registry" 0.8
+row info "  curl PUT of the big layer alone" "$(median "$dir/curl")" "$(median "$dir/pushA.peer")" - \
+  "ours column: curl; ratio: curl / skopeo's whole Set A push (issue 4 measured ~0.69)"
+compare_row pushB "push Set B, empty registry" 0.25
+compare_row repushA "push Set A again, all there" 1.0
+compare_row repushB "push Set B again, all there" 1.0
+row max "peak RSS push, Set A (MiB)" "$(max_rss_mib "$dir/pushA.ours")" \
+  "$(max_rss_mib "$dir/pushA.peer")" 64 "peer column: largest skopeo process"
+row max "peak RSS push, Set B (MiB)" "$(max_rss_mib "$dir/pushB.ours")" \
+  "$(max_rss_mib "$dir/pushB.peer")" 64 "peer column: largest skopeo process"
+
+title="push: sensei-loader push of a .tar vs skopeo copy --all per image from an oci: dir
+  median of $runs runs after a warm-up; a fresh loopback docker-registry for every run into an
+  empty one; bundles: .tar made by sensei-bundler create from the fixture layout
+  $(set_label A)
+  $(set_label B)"
+if [ "$push_ok" = 1 ]; then
+  table "$title"
+else
+  table "$title
+  !! sensei-loader push is MISSING: the ours column timed a no-op" || true
+  exit 3
+fi

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# bench.sh verify: on a ~1 GiB bundle (BENCH_MIB) built from generated OCI layouts:
+#   verify .tar      <= 1.25 x `openssl dgst -sha256` of the same file
+#   verify .tar.gz   <= 1.5  x `openssl dgst -sha256` of the .tar.gz
+#   create .tar.gz   <= 1.3  x create .tar (time), size <= 1.01 x the .tar
+#   peak RSS of create and verify <= 64 MiB
+# Run by scripts/bench.sh (which builds and exports BENCH_*). Exit 1 if a target is missed.
+set -euo pipefail
+# shellcheck source=scripts/bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+mib=${BENCH_MIB:-1024}
+dir=$work/verify
+rm -rf "$dir"
+mkdir -p "$dir"
+rows=$dir/rows
+
+log "generating a ${mib} MiB fixture set in $dir"
+"$bin/sensei-fixtures" "$dir/src" --big-layer-mib "$mib" >/dev/null
+"$bin/sensei-bundler" keygen --out "$dir/k" >/dev/null
+export SOURCE_DATE_EPOCH=1767225600
+create() { "$bin/sensei-bundler" create --quiet -f "$dir/src/bundle.yaml" --key "$dir/k.key" -o "$1" >/dev/null; }
+create "$dir/b.tar"; create "$dir/b.tar.gz"
+
+hf() { # name, [hyperfine options...], command -> median seconds
+  local name=$1; shift
+  hyperfine --style none --warmup 1 --runs "$runs" --export-json "$dir/$name.json" "$@" >/dev/null 2>&1
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$dir/$name.json"
+}
+rss() { # command... -> peak RSS in MiB
+  /usr/bin/time -f '%M' -o "$dir/rss" "$@" >/dev/null 2>&1
+  echo $(( $(tail -n 1 "$dir/rss") / 1024 ))
+}
+
+log "timing (median of $runs runs each)"
+# Outputs are removed before each run: replacing a 1 GiB file costs the kernel a second or so
+# of page-cache truncation, which is not the bundler's work.
+t_create_tar=$(hf create_tar --prepare "rm -f $dir/c.tar" "$bin/sensei-bundler create --quiet -f $dir/src/bundle.yaml --key $dir/k.key -o $dir/c.tar")
+t_create_tgz=$(hf create_tgz --prepare "rm -f $dir/c.tar.gz" "$bin/sensei-bundler create --quiet -f $dir/src/bundle.yaml --key $dir/k.key -o $dir/c.tar.gz")
+t_sha_tar=$(hf sha_tar "openssl dgst -sha256 $dir/b.tar")
+t_verify_tar=$(hf verify_tar "$bin/sensei-loader verify --quiet $dir/b.tar --key $dir/k.pub")
+t_sha_tgz=$(hf sha_tgz "openssl dgst -sha256 $dir/b.tar.gz")
+t_verify_tgz=$(hf verify_tgz "$bin/sensei-loader verify --quiet $dir/b.tar.gz --key $dir/k.pub")
+rss_create=$(rss "$bin/sensei-bundler" create --quiet -f "$dir/src/bundle.yaml" --key "$dir/k.key" -o "$dir/r.tar.gz")
+rss_verify_tar=$(rss "$bin/sensei-loader" verify --quiet "$dir/b.tar" --key "$dir/k.pub")
+rss_verify_tgz=$(rss "$bin/sensei-loader" verify --quiet "$dir/b.tar.gz" --key "$dir/k.pub")
+size_tar=$(stat -c %s "$dir/b.tar"); size_tgz=$(stat -c %s "$dir/b.tar.gz")
+
+row ratio "verify .tar / openssl dgst .tar" "$t_verify_tar" "$t_sha_tar" 1.25 ""
+row ratio "verify .tar.gz / openssl dgst .tar.gz" "$t_verify_tgz" "$t_sha_tgz" 1.5 ""
+row ratio "create .tar.gz / create .tar (time)" "$t_create_tgz" "$t_create_tar" 1.3 "peer column: create .tar"
+row max "size .tar.gz / .tar" "$(python3 -c "print(round($size_tgz / $size_tar, 4))")" - 1.01 \
+  "$size_tgz / $size_tar bytes"
+row max "peak RSS create .tar.gz (MiB)" "$rss_create" - 64 ""
+row max "peak RSS verify .tar (MiB)" "$rss_verify_tar" - 64 ""
+row max "peak RSS verify .tar.gz (MiB)" "$rss_verify_tgz" - 64 ""
+
+rm -rf "$dir/src" "$dir"/*.tar "$dir"/*.tar.gz
+table "verify: $(( size_tar / 1048576 )) MiB bundle (median of $runs runs after a warm-up, hyperfine)"

@@ -117,6 +117,7 @@ mkdir "$work/extracted" && tar -xzf "$work/sensei-1.2.0.tar.gz" -C "$work/extrac
 curl -fsS "http://$dst/v2/_catalog"; echo
 
 step "10. The pushed chart renders every image at the internal registry"
+mkdir -p "$work/pulled"
 show helm pull "oci://$dst/charts/demo" --version 1.2.0 --plain-http -d "$work/pulled"
 show helm template sensei "$work/pulled/demo-1.2.0.tgz" --set "global.imageRegistry=$dst" | grep 'image:'
 

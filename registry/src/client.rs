@@ -80,6 +80,9 @@ struct Inner {
     /// The user whose credentials were sent to each host, so a 401 can say "rejected" rather
     /// than "missing".
     users: std::sync::Mutex<HashMap<String, String>>,
+    /// Hosts without credentials that answered `/v2/` without asking for any: oci-client is
+    /// not told about them, as it would otherwise probe `/v2/` again before every request.
+    open: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -157,6 +160,7 @@ impl Registry {
                 auth: Mutex::new(HashMap::new()),
                 headers: Mutex::new(HashMap::new()),
                 users: std::sync::Mutex::new(HashMap::new()),
+                open: std::sync::Mutex::new(std::collections::HashSet::new()),
             }),
         })
     }
@@ -192,9 +196,26 @@ impl Registry {
             }
             None => RegistryAuth::Anonymous,
         };
-        self.inner.oci.store_auth_if_needed(host, &auth).await;
+        if matches!(auth, RegistryAuth::Anonymous) && self.needs_no_auth(host).await {
+            lock(&self.inner.open).insert(host.to_owned());
+        } else {
+            self.inner.oci.store_auth_if_needed(host, &auth).await;
+        }
         cache.insert(host.to_owned(), auth.clone());
         Ok(auth)
+    }
+
+    /// One `GET /v2/`: true if the registry answers it without asking for credentials (a
+    /// private registry open to the network). A failure here says nothing: the real request
+    /// reports it.
+    async fn needs_no_auth(&self, host: &str) -> bool {
+        let url = format!("{}://{host}/v2/", self.scheme(host));
+        self.inner
+            .http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
     }
 
     /// The Authorization header for our own requests: a bearer token from the registry's
@@ -210,6 +231,9 @@ impl Registry {
             return Ok(h.clone());
         }
         let auth = self.auth_for(&repo.host).await?;
+        if lock(&self.inner.open).contains(&repo.host) {
+            return Ok(None);
+        }
         let op = if push {
             RegistryOperation::Push
         } else {

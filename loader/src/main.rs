@@ -33,6 +33,7 @@ enum Command {
     /// Show what a bundle claims to hold, without verifying anything
     Inspect(InspectArgs),
     /// Verify a bundle and push its images and charts to your registry, digests preserved
+    #[command(long_about = PUSH_LONG_ABOUT)]
     Push(Box<PushArgs>),
     /// Verify a bundle, check it against the deployed release, push it and run helm upgrade
     Upgrade(Box<UpgradeArgs>),
@@ -332,9 +333,8 @@ fn run_upgrade(args: UpgradeArgs) {
 // ---------------------------------------------------------------------------------------------
 // push
 
-#[derive(Args, Debug)]
-#[command(
-    long_about = "Verify a bundle and push its images and charts to your registry, digests preserved.\n\n\
+/// `push --help`: what happens, in which order.
+const PUSH_LONG_ABOUT: &str = "Verify a bundle and push its images and charts to your registry, digests preserved.\n\n\
         In this order:\n  \
         1. Verify: the signatures against your --key files, then every byte, in one pass. Nothing \
         is sent unless the whole bundle verifies.\n  \
@@ -346,7 +346,10 @@ fn run_upgrade(args: UpgradeArgs) {
         4. Manifests and indexes, byte for byte, children first; then the tags, last.\n\n\
         --dry-run stops after step 2 and prints the mapping. Then install with \
         `helm upgrade --install RELEASE oci://REGISTRY[/PREFIX]/charts/NAME --version V \
-        --set global.imageRegistry=REGISTRY[/PREFIX]`, or let `sensei-loader upgrade` do all of it.",
+        --set global.imageRegistry=REGISTRY[/PREFIX]`, or let `sensei-loader upgrade` do all of it.";
+
+#[derive(Args, Debug)]
+#[command(
     after_help = "Exit codes: 0 pushed; 1 bundle rejected (nothing was sent); 2 usage or input error; \
         3 registry, network or disk failure (run again: what is there is skipped).\n\
         Examples:\n  \

@@ -2,16 +2,20 @@
 //!
 //! [`push_bundle`] runs these steps, stopping at the first failure:
 //!
-//! 1. Verify, before any connection: signatures, then every byte in one streaming pass that
-//!    keeps `index.json` and the manifests in memory ([`collect`]). Nothing is written to the
-//!    registry from a bundle that did not verify.
-//! 2. Plan: every image and chart mapped onto the registry (`crate::mapping`), every blob with
+//! 1. Trust: `bundle.json`'s signatures must hold before any connection to the registry.
+//! 2. Verify every byte in one streaming pass that keeps `index.json` and the manifests in
+//!    memory ([`collect`]). Meanwhile, for a `.tar` or a directory, the manifests are read
+//!    straight from the bundle (each checked against the signed `bundle.json`) and the
+//!    registry is asked, with reads only, what it already has ([`upload::check`]).
+//! 3. Plan: every image and chart mapped onto the registry (`crate::mapping`), every blob with
 //!    the repositories that need it, manifests children first, tags last ([`graph`]). A bundle
 //!    whose manifests name blobs it does not hold is refused here.
-//! 3. Push ([`upload`]): blobs (HEAD, mount, or one streamed upload each, in parallel, read
-//!    straight from the archive by [`source`]), then manifests by digest, then tags.
+//! 4. Only once the whole bundle has verified, write ([`upload`]): blobs (mounted, or one
+//!    streamed upload each, in parallel, read straight from the bundle by [`source`] and hashed
+//!    as they go), then manifests by digest, then tags. Nothing is written to the registry
+//!    from a bundle that did not verify.
 //!
-//! [`push_verified`] is steps 2–3 for a caller that has verified the bundle itself.
+//! [`push_verified`] is steps 3–4 for a caller that has verified the bundle itself.
 
 pub mod collect;
 pub mod graph;
@@ -19,17 +23,21 @@ pub mod report;
 pub mod source;
 pub mod upload;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use sensei_core::progress::Reporter;
-use sensei_core::verify::{Rejection, Verified, read_head};
+use sensei_core::verify::{RawHead, Rejection, Verified, read_head};
 use sensei_registry::{ClientSettings, RegistryError};
 pub use sensei_registry::{CredentialSource, Credentials, DEFAULT_CONCURRENCY, RetryPolicy};
 
 pub use collect::{Collected, Collector, Tee};
 pub use report::{PushReport, render};
 pub use upload::Counts;
+
+use source::Kind;
 
 use crate::error::LoaderError;
 use crate::mapping::{self, MappingError, Registry};
@@ -70,7 +78,7 @@ impl PushOptions {
     }
 }
 
-/// Verifies `bundle` (archive or extracted directory) and pushes it: steps 1–3 of the module
+/// Verifies `bundle` (archive or extracted directory) and pushes it: the steps of the module
 /// docs. With `opts.dry_run`, verifies and returns the mapping without connecting.
 pub fn push_bundle(
     bundle: &Path,
@@ -78,15 +86,27 @@ pub fn push_bundle(
     reporter: &dyn Reporter,
 ) -> Result<PushReport, LoaderError> {
     let started = Instant::now();
+    let early = if opts.dry_run {
+        None
+    } else {
+        Early::start(bundle, opts)
+    };
     let mut collector = Collector::default();
     let verified = verify_bundle(bundle, &opts.trust, reporter, &mut collector)?;
     let verify_seconds = started.elapsed().as_secs_f64();
-    let mut report = push_verified(bundle, &verified, &collector.finish(), opts, reporter)?;
+    let mut report = push_with(
+        bundle,
+        &verified,
+        &collector.finish(),
+        opts,
+        reporter,
+        early,
+    )?;
     report.verify_seconds = Some(verify_seconds);
     Ok(report)
 }
 
-/// Pushes a bundle that has just verified (steps 2–3). `collected` comes from a [`Collector`]
+/// Pushes a bundle that has just verified (steps 3–4). `collected` comes from a [`Collector`]
 /// that ran in that verification (alone, or in a [`Tee`] with another visitor), or from
 /// [`Collected::rescan`]. Every blob's bytes are hashed again as they are sent, as the bundle
 /// may have changed since.
@@ -96,6 +116,101 @@ pub fn push_verified(
     collected: &Collected,
     opts: &PushOptions,
     reporter: &dyn Reporter,
+) -> Result<PushReport, LoaderError> {
+    push_with(bundle, verified, collected, opts, reporter, None)
+}
+
+/// The registry client and what it found while the bundle was still being verified.
+struct Early {
+    runtime: tokio::runtime::Runtime,
+    client: sensei_registry::Registry,
+    graph: Arc<graph::PushGraph>,
+    checks: tokio::task::JoinHandle<Result<upload::Presence, RegistryError>>,
+}
+
+impl Early {
+    /// Steps 1 and the read-only half of 2 for a `.tar` or a directory: once the signature
+    /// holds, read the manifests from the bundle and start asking the registry what it has.
+    /// Any problem here just means no head start: the verification pass reports it properly.
+    fn start(bundle: &Path, opts: &PushOptions) -> Option<Self> {
+        let kind = source::kind_of(bundle).ok()?;
+        if kind == Kind::Gzip {
+            return None; // the manifests come last in the stream: nothing to read early
+        }
+        let policy = opts.trust.policy(bundle).ok()?;
+        let head = read_head(bundle).ok()?;
+        let signed = RawHead::new(head.manifest_bytes, &head.signature_bytes, &policy)
+            .ok()?
+            .check(&policy)
+            .ok()?;
+        let offsets = offsets(
+            kind,
+            &signed.manifest_bytes,
+            &head.signature_bytes,
+            &signed.manifest,
+        );
+        let collected = Collected::read(bundle, kind, &signed.manifest.files, &offsets).ok()?;
+        let plan = mapping::plan(&signed.manifest, &opts.registry).ok()?;
+        let graph = Arc::new(graph::build(&signed.manifest, &collected, &plan).ok()?);
+        let client = client(opts).ok()?;
+        let runtime = runtime().ok()?;
+        let checks = runtime.spawn(upload::check(
+            client.clone(),
+            opts.registry.host.clone(),
+            graph.clone(),
+            opts.concurrency,
+        ));
+        Some(Self {
+            runtime,
+            client,
+            graph,
+            checks,
+        })
+    }
+}
+
+fn offsets(
+    kind: Kind,
+    manifest_bytes: &[u8],
+    signature_bytes: &[u8],
+    manifest: &sensei_core::manifest::BundleManifest,
+) -> HashMap<String, u64> {
+    match kind {
+        Kind::Directory => HashMap::new(),
+        Kind::Tar | Kind::Gzip => source::data_offsets(
+            manifest_bytes.len() as u64,
+            signature_bytes.len() as u64,
+            &manifest.files,
+        ),
+    }
+}
+
+fn client(opts: &PushOptions) -> Result<sensei_registry::Registry, sensei_registry::SetupError> {
+    sensei_registry::Registry::new(ClientSettings {
+        ca_files: opts.ca_files.clone(),
+        plain_http: if opts.plain_http {
+            vec![opts.registry.host.clone()]
+        } else {
+            vec![]
+        },
+        credentials: opts.credentials.clone(),
+        retry: opts.retry,
+    })
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+fn push_with(
+    bundle: &Path,
+    verified: &Verified,
+    collected: &Collected,
+    opts: &PushOptions,
+    reporter: &dyn Reporter,
+    early: Option<Early>,
 ) -> Result<PushReport, LoaderError> {
     let started = Instant::now();
     let manifest = &verified.manifest;
@@ -144,32 +259,23 @@ pub fn push_verified(
         source,
     };
     let kind = source::kind_of(bundle).map_err(io)?;
-    let offsets = if kind == source::Kind::Directory {
-        Default::default()
+    let offsets = if kind == Kind::Directory {
+        HashMap::new()
     } else {
         let head = read_head(bundle).map_err(|e| LoaderError::from_verify(e, bundle))?;
-        source::data_offsets(
-            head.manifest_bytes.len() as u64,
-            head.signature_bytes.len() as u64,
-            &manifest.files,
-        )
+        offsets(kind, &head.manifest_bytes, &head.signature_bytes, manifest)
+    };
+    let graph = Arc::new(graph);
+    // The early checks count only if they were made for the very graph verified now.
+    let (runtime, client, early_checks) = match early {
+        Some(e) if *e.graph == *graph => (e.runtime, e.client, Some(e.checks)),
+        _ => (
+            runtime().map_err(io)?,
+            client(opts).map_err(|e| LoaderError::input(bundle, e.to_string()))?,
+            None,
+        ),
     };
     let host = opts.registry.host.clone();
-    let client = sensei_registry::Registry::new(ClientSettings {
-        ca_files: opts.ca_files.clone(),
-        plain_http: if opts.plain_http {
-            vec![host.clone()]
-        } else {
-            vec![]
-        },
-        credentials: opts.credentials.clone(),
-        retry: opts.retry,
-    })
-    .map_err(|e| LoaderError::input(bundle, e.to_string()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(io)?;
     let source = source::Source::new(bundle, kind, offsets, &graph.blobs).map_err(io)?;
     let uploader = upload::Uploader {
         registry: &client,
@@ -178,9 +284,35 @@ pub fn push_verified(
         concurrency: opts.concurrency,
         reporter,
     };
-    let counts = runtime.block_on(uploader.run(&graph));
+    let result = runtime.block_on(async {
+        let presence = match early_checks {
+            Some(handle) => match handle.await {
+                Ok(presence) => presence?,
+                // The task was lost (it cannot panic by design): ask again.
+                Err(_) => {
+                    upload::check(
+                        client.clone(),
+                        host.clone(),
+                        graph.clone(),
+                        opts.concurrency,
+                    )
+                    .await?
+                }
+            },
+            None => {
+                upload::check(
+                    client.clone(),
+                    host.clone(),
+                    graph.clone(),
+                    opts.concurrency,
+                )
+                .await?
+            }
+        };
+        uploader.write(&graph, &presence).await
+    });
     source.close();
-    report.counts = counts.map_err(|e| match e {
+    report.counts = result.map_err(|e| match e {
         upload::UploadError::Registry(e) => registry_error(e),
         upload::UploadError::Changed(why) => {
             io(std::io::Error::new(std::io::ErrorKind::InvalidData, why))

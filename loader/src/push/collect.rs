@@ -5,18 +5,20 @@
 //! A file's bytes are kept only once the verifier reports them verified (`file_end`). Which
 //! blobs are manifests is only known from their parents, which come later in the archive, so
 //! every small blob that is a JSON object is buffered while it streams and kept if it has the
-//! shape of an image manifest or index.
+//! shape of an image manifest or index. [`Collected::read`] reads the same files straight from
+//! a `.tar` or directory once the signature holds, so registry checks can start while the
+//! verification pass is still running.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 
 use sensei_core::archive::{TarReader, open_stream};
 use sensei_core::digest::{Digest, Hasher};
 use sensei_core::manifest::FileEntry;
 use sensei_core::oci::{INDEX_FILE, MAX_MANIFEST_BYTES};
-use sensei_core::verify::{Verified, Visitor};
+use sensei_core::verify::{Verified, Visitor, read_head};
 
+use super::source::{self, Kind};
 use crate::error::LoaderError;
 
 /// The most manifest and index bytes kept for one push: far more than any real product
@@ -83,29 +85,41 @@ impl Collected {
     /// checked against the sha256 `bundle.json` lists; a mismatch means the bundle changed
     /// since it was verified.
     pub fn rescan(bundle: &Path, verified: &Verified) -> Result<Self, LoaderError> {
-        let listed: HashMap<&str, &FileEntry> = verified
-            .manifest
-            .files
-            .iter()
-            .map(|f| (f.path.as_str(), f))
-            .collect();
-        let mut collector = Collector::default();
-        let changed = |what: String| LoaderError::Io {
-            path: bundle.to_owned(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{what}: the bundle changed since it was verified; copy it again"),
-            ),
-        };
         let io = |source| LoaderError::Io {
             path: bundle.to_owned(),
             source,
         };
-        let mut check = |entry: &FileEntry, bytes: Vec<u8>| -> Result<(), LoaderError> {
+        let kind = source::kind_of(bundle).map_err(io)?;
+        let offsets = match kind {
+            Kind::Directory | Kind::Gzip => HashMap::new(),
+            Kind::Tar => {
+                let head = read_head(bundle).map_err(|e| LoaderError::from_verify(e, bundle))?;
+                source::data_offsets(
+                    head.manifest_bytes.len() as u64,
+                    head.signature_bytes.len() as u64,
+                    &verified.manifest.files,
+                )
+            }
+        };
+        Self::read(bundle, kind, &verified.manifest.files, &offsets).map_err(io)
+    }
+
+    /// Reads `index.json` and every small JSON blob listed in `files` straight from the
+    /// bundle: by offset from a `.tar`, file by file from a directory, in one decompressing
+    /// pass from a `.tar.gz`. Each is checked against its listed size and sha256, so what is
+    /// kept is authentic as soon as `files` is (a signed `bundle.json`'s).
+    pub fn read(
+        bundle: &Path,
+        kind: Kind,
+        files: &[FileEntry],
+        offsets: &HashMap<String, u64>,
+    ) -> std::io::Result<Self> {
+        let mut collector = Collector::default();
+        let mut keep = |entry: &FileEntry, bytes: Vec<u8>| -> std::io::Result<()> {
             let mut hasher = Hasher::new();
             hasher.update(&bytes);
             if hasher.len() != entry.size || hasher.finish().hex() != entry.sha256 {
-                return Err(changed(entry.path.clone()));
+                return Err(changed(&entry.path));
             }
             collector.file_start(entry);
             collector.file_chunk(entry, &bytes);
@@ -116,35 +130,76 @@ impl Collected {
             e.size <= MAX_MANIFEST_BYTES
                 && (e.path == INDEX_FILE || e.path.starts_with(BLOB_PREFIX))
         };
-        if bundle.is_dir() {
-            for entry in verified.manifest.files.iter().filter(|e| wanted(e)) {
-                let path = bundle.join(&entry.path);
-                let meta = std::fs::symlink_metadata(&path).map_err(io)?;
-                if !meta.file_type().is_file() {
-                    return Err(changed(entry.path.clone()));
+        match kind {
+            Kind::Directory => {
+                for entry in files.iter().filter(|e| wanted(e)) {
+                    let path = bundle.join(&entry.path);
+                    let meta = std::fs::symlink_metadata(&path)?;
+                    if !meta.file_type().is_file() {
+                        return Err(changed(&entry.path));
+                    }
+                    let file = std::fs::File::open(&path)?;
+                    if let Some(bytes) = read_json_at(&file, 0, entry)? {
+                        keep(entry, bytes)?;
+                    }
                 }
-                let mut bytes = Vec::new();
-                std::fs::File::open(&path)
-                    .and_then(|f| f.take(entry.size + 1).read_to_end(&mut bytes))
-                    .map_err(io)?;
-                check(entry, bytes)?;
             }
-        } else {
-            let file = std::fs::File::open(bundle).map_err(io)?;
-            let (stream, _) = open_stream(file).map_err(io)?;
-            let mut tar = TarReader::new(stream);
-            let archive = |e: sensei_core::archive::ArchiveError| changed(e.to_string());
-            while let Some(h) = tar.next_header().map_err(archive)? {
-                let Some(entry) = listed.get(h.path.as_str()) else {
-                    continue;
-                };
-                if wanted(entry) && h.size == entry.size {
-                    check(entry, tar.read_body_to_vec().map_err(archive)?)?;
+            Kind::Tar => {
+                let file = std::fs::File::open(bundle)?;
+                for entry in files.iter().filter(|e| wanted(e)) {
+                    let offset = *offsets
+                        .get(&entry.path)
+                        .ok_or_else(|| changed(&entry.path))?;
+                    if let Some(bytes) = read_json_at(&file, offset, entry)? {
+                        keep(entry, bytes)?;
+                    }
+                }
+            }
+            Kind::Gzip => {
+                let listed: HashMap<&str, &FileEntry> =
+                    files.iter().map(|f| (f.path.as_str(), f)).collect();
+                let (stream, _) = open_stream(std::fs::File::open(bundle)?)?;
+                let mut tar = TarReader::new(stream);
+                let archive = |e: sensei_core::archive::ArchiveError| changed(&e.to_string());
+                while let Some(h) = tar.next_header().map_err(archive)? {
+                    let Some(entry) = listed.get(h.path.as_str()) else {
+                        continue;
+                    };
+                    if wanted(entry) && h.size == entry.size {
+                        keep(entry, tar.read_body_to_vec().map_err(archive)?)?;
+                    }
                 }
             }
         }
         Ok(collector.finish())
     }
+}
+
+fn changed(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{what}: the bundle changed since it was verified; copy it again"),
+    )
+}
+
+/// A file's bytes at `offset` if they start like a JSON object (`index.json` always).
+fn read_json_at(
+    file: &std::fs::File,
+    offset: u64,
+    entry: &FileEntry,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::FileExt as _;
+    let size = usize::try_from(entry.size).map_err(|_| changed(&entry.path))?;
+    let mut head = [0u8; 64];
+    let head = &mut head[..size.min(64)];
+    file.read_exact_at(head, offset)?;
+    let first = head.iter().find(|b| !b.is_ascii_whitespace());
+    if entry.path != INDEX_FILE && first.is_some_and(|&b| b != b'{') {
+        return Ok(None);
+    }
+    let mut bytes = vec![0u8; size];
+    file.read_exact_at(&mut bytes, offset)?;
+    Ok(Some(bytes))
 }
 
 /// A verifier [`Visitor`] that collects `index.json` and the manifests for push.

@@ -48,6 +48,8 @@ pub struct ManifestJob {
     pub bytes: Bytes,
     /// 0 for image manifests; an index is one more than its highest child.
     pub height: u32,
+    /// An image of the bundle named by digest only (no tag): nothing else shows it is there.
+    pub top: bool,
 }
 
 /// A top manifest to put under its tag, once everything below it is in.
@@ -61,7 +63,7 @@ pub struct TagJob {
 }
 
 /// The whole push, in order: blobs, then manifests by height, then tags.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushGraph {
     pub blobs: Vec<BlobJob>,
     pub manifests: Vec<ManifestJob>,
@@ -206,6 +208,7 @@ impl Builder<'_> {
             media_type,
             bytes,
             height,
+            top: false,
         });
         let i = self.manifests.len() - 1;
         self.walked.insert((repo.to_owned(), *digest), i);
@@ -244,12 +247,16 @@ pub fn build(
         .map(|i| (&i.target, i.digest))
         .chain(plan.charts.iter().map(|c| (&c.target, c.digest)));
     let mut tags: Vec<TagJob> = vec![];
+    let mut untagged: HashSet<(String, Digest)> = HashSet::new();
     for (target, digest) in tops {
         let declared = image_types
             .get(&digest)
             .copied()
             .unwrap_or(oci::OCI_MANIFEST);
         let i = b.walk(&target.repository, &digest, declared, 0)?;
+        if target.tag.is_none() {
+            untagged.insert((target.repository.clone(), digest));
+        }
         if let Some(tag) = &target.tag
             && !tags
                 .iter()
@@ -275,6 +282,10 @@ pub fn build(
             let key = (m.repo.clone(), m.digest);
             !by_tag.contains(&key) || b.children.contains(&key)
         })
+        .map(|mut m| {
+            m.top = untagged.contains(&(m.repo.clone(), m.digest));
+            m
+        })
         .collect();
     manifests.sort_by_key(|m| m.height);
     Ok(PushGraph {
@@ -282,4 +293,198 @@ pub fn build(
         manifests,
         tags,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::mapping;
+    use sensei_core::manifest::{ChartEntry, Compat, FileEntry, ImageEntry, MEDIA_TYPE};
+
+    /// A tiny bundle: blobs, manifests and the `bundle.json` listing them.
+    #[derive(Default)]
+    struct Fake {
+        files: Vec<FileEntry>,
+        collected: Collected,
+        images: Vec<ImageEntry>,
+        charts: Vec<ChartEntry>,
+    }
+
+    impl Fake {
+        fn blob(&mut self, bytes: &[u8]) -> serde_json::Value {
+            let d = Digest::of(bytes);
+            self.files.push(FileEntry {
+                path: d.blob_path(),
+                size: bytes.len() as u64,
+                sha256: d.hex(),
+            });
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": d.to_string(), "size": bytes.len()})
+        }
+
+        fn manifest(&mut self, value: serde_json::Value) -> (Digest, serde_json::Value) {
+            let bytes = serde_json::to_vec(&value).unwrap();
+            let desc = self.blob(&bytes);
+            let d = Digest::of(&bytes);
+            self.collected.manifests.insert(d, bytes);
+            let media_type = value["mediaType"].clone();
+            (
+                d,
+                serde_json::json!({"mediaType": media_type, "digest": d.to_string(),
+                "size": desc["size"]}),
+            )
+        }
+
+        fn image(&mut self, layers: &[&[u8]]) -> (Digest, serde_json::Value) {
+            let config = self.blob(format!("config {}", layers.len()).as_bytes());
+            let layers: Vec<_> = layers.iter().map(|l| self.blob(l)).collect();
+            self.manifest(serde_json::json!({"schemaVersion": 2,
+                "mediaType": oci::OCI_MANIFEST, "config": config, "layers": layers}))
+        }
+
+        fn bundle(&self) -> BundleManifest {
+            BundleManifest {
+                schema_version: 1,
+                media_type: MEDIA_TYPE.into(),
+                name: "demo".into(),
+                version: semver::Version::new(1, 0, 0),
+                created: "2026-01-01T00:00:00Z".into(),
+                expires: None,
+                compat: Compat {
+                    upgrade_from: ">=0.1.0".into(),
+                },
+                images: self.images.clone(),
+                charts: self.charts.clone(),
+                files: self.files.clone(),
+            }
+        }
+
+        fn add_image(&mut self, reference: &str, digest: Digest, media_type: &str) {
+            self.images.push(ImageEntry {
+                reference: reference.into(),
+                digest,
+                media_type: media_type.into(),
+                size: 1,
+                platforms: vec![],
+                filtered_from: None,
+                source: None,
+            });
+        }
+
+        fn graph(&self) -> Result<PushGraph, GraphError> {
+            let bundle = self.bundle();
+            let registry: mapping::Registry = "registry.internal".parse().unwrap();
+            let plan = mapping::plan(&bundle, &registry).unwrap();
+            build(&bundle, &self.collected, &plan)
+        }
+    }
+
+    #[test]
+    fn shared_blobs_are_listed_once_with_every_repository_and_children_come_first() {
+        let mut f = Fake::default();
+        let (amd, amd_desc) = f.image(&[b"base", b"app-amd64"]);
+        let (arm, arm_desc) = f.image(&[b"base", b"app-arm64"]);
+        let (index, _) = f.manifest(serde_json::json!({"schemaVersion": 2,
+            "mediaType": oci::OCI_INDEX, "manifests": [amd_desc, arm_desc]}));
+        let (single, _) = f.image(&[b"base", b"worker"]);
+        f.add_image("ghcr.io/acme/multi:1", index, oci::OCI_INDEX);
+        f.add_image("ghcr.io/acme/worker:1", single, oci::OCI_MANIFEST);
+        f.add_image("ghcr.io/acme/worker:2", single, oci::OCI_MANIFEST);
+        let (chart, _) = f.image(&[b"chart.tgz"]);
+        f.charts.push(ChartEntry {
+            name: "demo".into(),
+            version: semver::Version::new(1, 0, 0),
+            reference: "charts/demo:1.0.0".into(),
+            digest: chart,
+            source: None,
+        });
+        let g = f.graph().unwrap();
+
+        let base = g
+            .blobs
+            .iter()
+            .find(|b| b.digest == Digest::of(b"base"))
+            .unwrap();
+        assert_eq!(base.repos, ["acme/multi", "acme/worker"]);
+        assert_eq!(
+            g.blobs
+                .iter()
+                .filter(|b| b.digest == Digest::of(b"base"))
+                .count(),
+            1
+        );
+        assert!(g.blobs.iter().any(|b| b.repos == ["charts/demo"]));
+        // The index's children by digest, at height 0; every top only by its tag.
+        let by_digest: Vec<_> = g.manifests.iter().map(|m| (m.digest, m.height)).collect();
+        assert_eq!(by_digest.len(), 2);
+        assert!(by_digest.contains(&(amd, 0)) && by_digest.contains(&(arm, 0)));
+        let tags: Vec<_> = g
+            .tags
+            .iter()
+            .map(|t| format!("{}:{}", t.repo, t.tag))
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                "acme/multi:1",
+                "acme/worker:1",
+                "acme/worker:2",
+                "charts/demo:1.0.0"
+            ]
+        );
+        assert_eq!(g.tags[0].media_type, oci::OCI_INDEX);
+        assert_eq!(
+            g.placements(),
+            g.blobs.iter().map(|b| b.repos.len()).sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn an_untagged_top_is_pushed_by_digest_after_its_children() {
+        let mut f = Fake::default();
+        let (amd, amd_desc) = f.image(&[b"l1"]);
+        let (index, _) = f.manifest(serde_json::json!({"schemaVersion": 2,
+            "mediaType": oci::DOCKER_MANIFEST_LIST, "manifests": [amd_desc]}));
+        f.add_image(
+            &format!("quay.io/x/y@{index}"),
+            index,
+            oci::DOCKER_MANIFEST_LIST,
+        );
+        let g = f.graph().unwrap();
+        let order: Vec<_> = g.manifests.iter().map(|m| (m.digest, m.height)).collect();
+        assert_eq!(order, [(amd, 0), (index, 1)]);
+        assert!(!g.manifests[0].top && g.manifests[1].top);
+        assert_eq!(g.heights(), [0, 1]);
+        assert!(g.tags.is_empty());
+    }
+
+    #[test]
+    fn an_incomplete_bundle_is_refused_naming_what_is_missing() {
+        let mut f = Fake::default();
+        let (top, _) = f.image(&[b"present", b"gone"]);
+        f.add_image("ghcr.io/acme/app:1", top, oci::OCI_MANIFEST);
+        let gone = Digest::of(b"gone");
+        f.files.retain(|e| e.path != gone.blob_path());
+        let err = f.graph().unwrap_err().to_string();
+        assert!(
+            err.contains(&gone.to_string()) && err.contains("incomplete"),
+            "{err}"
+        );
+
+        let mut f = Fake::default();
+        let (top, _) = f.image(&[b"a"]);
+        f.add_image("ghcr.io/acme/app:1", top, oci::OCI_MANIFEST);
+        f.collected.manifests.clear();
+        let err = f.graph().unwrap_err().to_string();
+        assert!(err.contains(&top.to_string()), "{err}");
+
+        let mut f = Fake::default();
+        let (top, _) = f.image(&[b"sized"]);
+        f.add_image("ghcr.io/acme/app:1", top, oci::OCI_MANIFEST);
+        let sized = Digest::of(b"sized").blob_path();
+        f.files.iter_mut().find(|e| e.path == sized).unwrap().size = 99;
+        let err = f.graph().unwrap_err().to_string();
+        assert!(err.contains("size"), "{err}");
+    }
 }

@@ -422,3 +422,102 @@ impl Stream for Checked {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sensei_core::archive::{OutputCompression, TarWriter};
+
+    #[test]
+    fn offsets_follow_from_the_sizes_of_a_canonical_archive() {
+        let bodies: Vec<(&str, Vec<u8>)> = vec![
+            ("bundle.json", b"{}".to_vec()),
+            ("bundle.sig", vec![b's'; 512]),
+            ("oci-layout", vec![b'o'; 30]),
+            ("blobs/sha256/a", vec![7u8; 1500]),
+            ("blobs/sha256/b", vec![]),
+            ("blobs/sha256/c", vec![9u8; 513]),
+        ];
+        let mut w = TarWriter::new(Vec::new(), OutputCompression::None, 0);
+        for (path, body) in &bodies {
+            w.append(path, body.len() as u64, 0o644, &body[..], |_| {})
+                .unwrap();
+        }
+        let tar = w.finish().unwrap();
+        let files: Vec<FileEntry> = bodies[2..]
+            .iter()
+            .map(|(p, b)| FileEntry {
+                path: (*p).into(),
+                size: b.len() as u64,
+                sha256: Digest::of(b).hex(),
+            })
+            .collect();
+        let offsets = data_offsets(2, 512, &files);
+        for (path, body) in &bodies[2..] {
+            let at = usize::try_from(offsets[*path]).unwrap();
+            assert_eq!(&tar[at..at + body.len()], &body[..], "{path}");
+            assert_eq!(&tar[at - 512..at - 512 + path.len()], path.as_bytes());
+        }
+    }
+
+    fn job(bytes: &[u8]) -> BlobJob {
+        let digest = Digest::of(bytes);
+        BlobJob {
+            digest,
+            size: bytes.len() as u64,
+            path: digest.blob_path(),
+            file_index: 0,
+            repos: vec![],
+        }
+    }
+
+    fn checked(
+        chunks: Vec<&'static [u8]>,
+        job: &BlobJob,
+    ) -> (Vec<io::Result<Bytes>>, Option<String>) {
+        let inner: BlobStream = Box::pin(futures_util::stream::iter(
+            chunks.into_iter().map(|c| Ok(Bytes::from_static(c))),
+        ));
+        let changed = Arc::default();
+        let stream = Checked::new(
+            inner,
+            job,
+            Arc::default(),
+            Arc::default(),
+            Arc::clone(&changed),
+        );
+        let items = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(stream.collect::<Vec<_>>());
+        let why = lock(&changed).clone();
+        (items, why)
+    }
+
+    #[test]
+    fn checked_streams_pass_verified_bytes_and_hold_back_the_last_chunk_of_changed_ones() {
+        let good = job(b"hello world");
+        let (items, why) = checked(vec![b"hello ", b"world"], &good);
+        assert_eq!(items.len(), 2);
+        assert!(items.iter().all(Result::is_ok) && why.is_none());
+
+        // Same size, other bytes: the final chunk is replaced by an error.
+        let (items, why) = checked(vec![b"hello ", b"WORLD"], &good);
+        assert_eq!(items.len(), 2);
+        assert!(items[0].is_ok() && items[1].is_err());
+        assert!(why.unwrap().contains("different bytes"));
+
+        // Shorter and longer.
+        let (items, why) = checked(vec![b"hello"], &good);
+        assert!(items.last().unwrap().is_err());
+        assert!(why.unwrap().contains("ended after 5 of its 11 bytes"));
+        let (items, why) = checked(vec![b"hello world", b"!"], &good);
+        assert!(items.last().unwrap().is_err());
+        assert!(why.unwrap().contains("longer"));
+
+        // An empty blob is checked too.
+        let (items, why) = checked(vec![], &job(b""));
+        assert!(items.is_empty() && why.is_none());
+    }
+}

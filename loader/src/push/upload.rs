@@ -1,22 +1,31 @@
-//! The network half of push, in the order that keeps the target consistent at every moment:
+//! The network half of push, in two phases.
+//!
+//! [`check`] only reads (GET, HEAD), so it may run while the verification pass is still
+//! reading the bundle: which tags already name the right digest (a repository whose tags all
+//! do is complete and needs nothing more), and, in the other repositories, which blobs and
+//! manifests are there.
+//!
+//! [`Uploader::write`] runs once the bundle has verified, in the order that keeps the target
+//! consistent at every moment:
 //!
 //! 1. Blobs, in parallel (`concurrency` at a time; biggest first, or in archive order for a
-//!    `.tar.gz`). For each blob: HEAD in every repository that needs it; where it is missing,
-//!    mount it from a repository that has it, else upload it once and mount it into the rest
-//!    (an upload if the registry declines the mount).
+//!    `.tar.gz`). Where one is missing, it is mounted from a repository that has it, else
+//!    uploaded once and mounted into the rest (uploaded if the registry declines a mount).
 //! 2. Manifests and indexes by digest, byte for byte, children before parents (by height).
 //! 3. Tags, last: each top manifest under its tag.
 //!
-//! Manifests and tags already in place are left alone, so a second push writes nothing, and a
-//! push interrupted anywhere completes on the next run by sending only what is missing. Retries
+//! What is already there is left alone, so a second push writes nothing, and a push
+//! interrupted anywhere completes on the next run by sending only what is missing. Retries
 //! (connection errors, 5xx, 429) are the registry client's.
 
+use std::collections::{HashMap, HashSet};
 use std::future::ready;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
+use sensei_core::digest::Digest;
 use sensei_core::progress::Reporter;
 use sensei_registry::{ErrorKind, Registry, RegistryError, Repo};
 use serde::Serialize;
@@ -35,6 +44,108 @@ pub enum UploadError {
     /// The bundle's bytes no longer match what was verified.
     #[error("{0}")]
     Changed(String),
+}
+
+/// What the registry already holds, as far as this push is concerned.
+#[derive(Debug, Clone, Default)]
+pub struct Presence {
+    /// (repository, blob) placements that are there.
+    blobs: HashSet<(String, Digest)>,
+    /// (repository, manifest) pairs that are there.
+    manifests: HashSet<(String, Digest)>,
+    /// (repository, tag) pairs that already name the right digest.
+    tags: HashSet<(String, String)>,
+}
+
+/// Finds what is already there, with reads only (see the module docs). Owns its inputs, so
+/// it can run as a task of its own while the bundle is still being verified.
+pub async fn check(
+    registry: Registry,
+    host: String,
+    graph: Arc<PushGraph>,
+    concurrency: usize,
+) -> Result<Presence, RegistryError> {
+    let n = concurrency.max(1);
+    // Owned work items: futures borrowing from the graph trip up the spawned task's bounds.
+    let ask = |path: &str| (registry.clone(), Repo::new(host.clone(), path));
+    let mut presence = Presence::default();
+
+    let tags: Vec<_> = graph
+        .tags
+        .iter()
+        .map(|t| (ask(&t.repo), t.tag.clone(), t.digest))
+        .collect();
+    let found: Vec<Option<(String, String)>> = stream::iter(tags)
+        .map(|((registry, repo), tag, digest)| async move {
+            match registry.manifest(&repo, &tag, None).await {
+                Ok(m) if m.digest == digest => Ok(Some((repo.path, tag))),
+                Ok(_) => Ok(None),
+                Err(e) if matches!(e.kind, ErrorKind::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(n)
+        .try_collect()
+        .await?;
+    presence.tags = found.into_iter().flatten().collect();
+
+    // A repository is complete when each of its tags names the right digest (the registry
+    // took that manifest only with everything below it) and no image in it is known by
+    // digest alone.
+    let mut complete: HashMap<String, bool> = HashMap::new();
+    for t in &graph.tags {
+        let here = presence.tags.contains(&(t.repo.clone(), t.tag.clone()));
+        *complete.entry(t.repo.clone()).or_insert(true) &= here;
+    }
+    for m in graph.manifests.iter().filter(|m| m.top) {
+        complete.insert(m.repo.clone(), false);
+    }
+    let is_complete = |r: &str| complete.get(r).copied().unwrap_or(false);
+
+    let mut blobs = vec![];
+    for b in &graph.blobs {
+        for r in &b.repos {
+            if is_complete(r) {
+                presence.blobs.insert((r.clone(), b.digest));
+            } else {
+                blobs.push((ask(r), b.digest));
+            }
+        }
+    }
+    let found: Vec<Option<(String, Digest)>> = stream::iter(blobs)
+        .map(|((registry, repo), digest)| async move {
+            let here = registry.blob_exists(&repo, &digest).await?;
+            Ok::<_, RegistryError>(here.then_some((repo.path, digest)))
+        })
+        .buffer_unordered(n)
+        .try_collect()
+        .await?;
+    presence.blobs.extend(found.into_iter().flatten());
+
+    let mut manifests = vec![];
+    for m in &graph.manifests {
+        if is_complete(&m.repo) {
+            presence.manifests.insert((m.repo.clone(), m.digest));
+        } else {
+            manifests.push((ask(&m.repo), m.digest, m.bytes.len() as u64));
+        }
+    }
+    let found: Vec<Option<(String, Digest)>> = stream::iter(manifests)
+        .map(|((registry, repo), digest, size)| async move {
+            match registry
+                .manifest(&repo, &digest.to_string(), Some((digest, size)))
+                .await
+            {
+                Ok(_) => Ok(Some((repo.path, digest))),
+                Err(e) if matches!(e.kind, ErrorKind::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(n)
+        .try_collect()
+        .await?;
+    presence.manifests.extend(found.into_iter().flatten());
+    Ok(presence)
 }
 
 /// What the push did, counted per (repository, blob) placement, manifest and tag.
@@ -88,8 +199,12 @@ impl std::fmt::Debug for Uploader<'_> {
 }
 
 impl Uploader<'_> {
-    /// Runs the three steps of the module docs.
-    pub async fn run(&self, graph: &PushGraph) -> Result<Counts, UploadError> {
+    /// Writes what `presence` says is missing, in the order of the module docs.
+    pub async fn write(
+        &self,
+        graph: &PushGraph,
+        presence: &Presence,
+    ) -> Result<Counts, UploadError> {
         let tally = Tally::default();
         let counters = Arc::new(Counters::default());
         let n = self.concurrency.max(1);
@@ -104,7 +219,7 @@ impl Uploader<'_> {
         }
         self.reporter.start("push", Some(graph.blob_bytes()));
         stream::iter(order)
-            .map(|job| self.blob(job, &tally, &counters))
+            .map(|job| self.blob(job, presence, &tally, &counters))
             .buffer_unordered(n)
             .try_for_each(|()| ready(Ok(())))
             .await?;
@@ -112,13 +227,13 @@ impl Uploader<'_> {
 
         for height in graph.heights() {
             stream::iter(graph.manifests.iter().filter(|m| m.height == height))
-                .map(|m| self.manifest(m, &tally))
+                .map(|m| self.manifest(m, presence, &tally))
                 .buffer_unordered(n)
                 .try_for_each(|()| ready(Ok(())))
                 .await?;
         }
         stream::iter(&graph.tags)
-            .map(|t| self.tag(t, &tally))
+            .map(|t| self.tag(t, presence, &tally))
             .buffer_unordered(n)
             .try_for_each(|()| ready(Ok(())))
             .await?;
@@ -140,27 +255,22 @@ impl Uploader<'_> {
         Repo::new(self.host, path)
     }
 
-    /// One blob into every repository that needs it.
+    /// One blob into every repository that lacks it.
     async fn blob(
         &self,
         job: &BlobJob,
+        presence: &Presence,
         tally: &Tally,
         counters: &Arc<Counters>,
     ) -> Result<(), UploadError> {
-        let repos: Vec<Repo> = job.repos.iter().map(|p| self.repo(p)).collect();
-        let present: Vec<bool> = stream::iter(&repos)
-            .map(|r| self.registry.blob_exists(r, &job.digest))
-            .buffered(self.concurrency.max(1))
-            .try_collect()
-            .await?;
-        let mut missing: Vec<&Repo> = vec![];
-        let mut holder: Option<&Repo> = None;
-        for (repo, here) in repos.iter().zip(present) {
-            if here {
+        let mut missing: Vec<Repo> = vec![];
+        let mut holder: Option<Repo> = None;
+        for path in &job.repos {
+            if presence.blobs.contains(&(path.clone(), job.digest)) {
                 add(&tally.present, 1);
-                holder = holder.or(Some(repo));
+                holder = holder.or_else(|| Some(self.repo(path)));
             } else {
-                missing.push(repo);
+                missing.push(self.repo(path));
             }
         }
         let holder = match holder {
@@ -169,14 +279,19 @@ impl Uploader<'_> {
                 self.reporter.advance(job.size);
                 h
             }
+            None if missing.is_empty() => {
+                self.source.skip(job);
+                return Ok(());
+            }
             None => {
                 let first = missing.remove(0);
-                self.upload(first, job, counters).await?;
+                self.upload(&first, job, counters).await?;
                 add(&tally.uploaded, 1);
                 first
             }
         };
-        stream::iter(missing)
+        let holder = &holder;
+        stream::iter(&missing)
             .map(|repo| async move {
                 if self
                     .registry
@@ -254,20 +369,23 @@ impl Uploader<'_> {
     }
 
     /// A manifest or index by digest, unless the repository has it.
-    async fn manifest(&self, m: &ManifestJob, tally: &Tally) -> Result<(), UploadError> {
-        let repo = self.repo(&m.repo);
-        let reference = m.digest.to_string();
-        let expected = Some((m.digest, m.bytes.len() as u64));
-        match self.registry.manifest(&repo, &reference, expected).await {
-            Ok(_) => {
-                add(&tally.manifests_present, 1);
-                return Ok(());
-            }
-            Err(e) if matches!(e.kind, ErrorKind::NotFound) => {}
-            Err(e) => return Err(e.into()),
+    async fn manifest(
+        &self,
+        m: &ManifestJob,
+        presence: &Presence,
+        tally: &Tally,
+    ) -> Result<(), UploadError> {
+        if presence.manifests.contains(&(m.repo.clone(), m.digest)) {
+            add(&tally.manifests_present, 1);
+            return Ok(());
         }
         self.registry
-            .push_manifest(&repo, &reference, m.bytes.clone(), &m.media_type)
+            .push_manifest(
+                &self.repo(&m.repo),
+                &m.digest.to_string(),
+                m.bytes.clone(),
+                &m.media_type,
+            )
             .await?;
         add(&tally.manifests_pushed, 1);
         add(&tally.manifest_bytes, m.bytes.len() as u64);
@@ -275,19 +393,13 @@ impl Uploader<'_> {
     }
 
     /// A top manifest under its tag, unless the tag already names it.
-    async fn tag(&self, t: &TagJob, tally: &Tally) -> Result<(), UploadError> {
-        let repo = self.repo(&t.repo);
-        match self.registry.manifest(&repo, &t.tag, None).await {
-            Ok(found) if found.digest == t.digest => {
-                add(&tally.tags_present, 1);
-                return Ok(());
-            }
-            Ok(_) => {}
-            Err(e) if matches!(e.kind, ErrorKind::NotFound) => {}
-            Err(e) => return Err(e.into()),
+    async fn tag(&self, t: &TagJob, presence: &Presence, tally: &Tally) -> Result<(), UploadError> {
+        if presence.tags.contains(&(t.repo.clone(), t.tag.clone())) {
+            add(&tally.tags_present, 1);
+            return Ok(());
         }
         self.registry
-            .push_manifest(&repo, &t.tag, t.bytes.clone(), &t.media_type)
+            .push_manifest(&self.repo(&t.repo), &t.tag, t.bytes.clone(), &t.media_type)
             .await?;
         add(&tally.tags_pushed, 1);
         add(&tally.manifest_bytes, t.bytes.len() as u64);

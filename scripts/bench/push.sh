@@ -111,7 +111,7 @@ compare pushB fresh "$(ours b.tar)" fresh 'sh "$dir/skopeo-b.sh" "$REG_HOST"'
 fresh
 sh "$dir/skopeo-a.sh" "$REG_HOST" >/dev/null 2>&1
 sh "$dir/skopeo-b.sh" "$REG_HOST" >/dev/null 2>&1
-[ "$push_ok" = 1 ] && for s in a b; do bash -c "$(ours $s.tar)"; done
+[ "$push_ok" = 1 ] && for s in a b; do bash -c "$(ours $s.tar)" >/dev/null; done
 compare repushA : "$(ours a.tar)" : 'sh "$dir/skopeo-a.sh" "$REG_HOST"'
 compare repushB : "$(ours b.tar)" : 'sh "$dir/skopeo-b.sh" "$REG_HOST"'
 reg_stop

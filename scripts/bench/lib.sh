@@ -33,11 +33,32 @@ timed() {
   t1=$EPOCHREALTIME
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", b - a }' >>"$file"
   tail -n 1 "$file.rss.last" >>"$file.rss"
+  cat "$out" >>"$file.out" # e.g. --json reports, for phase timings
 }
 
 # median FILE: the median of the numbers in FILE, one per line.
 median() {
   python3 -c 'import statistics, sys; print(statistics.median(float(l) for l in open(sys.argv[1]) if l.strip()))' "$1"
+}
+
+# json_median FILE KEY...: the median of REPORT[KEY]... over the JSON documents in FILE (one
+# per run, as `--json` prints them), formatted as seconds.
+json_median() {
+  python3 - "$@" <<'PY'
+import json, statistics, sys
+text, keys, values, pos = open(sys.argv[1]).read(), sys.argv[2:], [], 0
+decoder = json.JSONDecoder()
+while True:
+    while pos < len(text) and text[pos] != "{":
+        pos += 1
+    if pos >= len(text):
+        break
+    doc, pos = decoder.raw_decode(text, pos)
+    for k in keys:
+        doc = doc[k]
+    values.append(float(doc))
+print(f"{statistics.median(values):.2f}s")
+PY
 }
 
 # spread FILE: "min-max" of the numbers in FILE, for the table's note column.

@@ -86,7 +86,7 @@ big_file=$fx/oci/blobs/sha256/${big_digest#sha256:}
 push_ok=1
 ours() { # BUNDLE -> our push command line, as a string for compare
   if [ "$push_ok" = 1 ]; then
-    echo "\"\$bin/sensei-loader\" push \"\$dir/$1\" --registry \"\$REG_HOST/bench\" --key \"\$work/k.pub\" --plain-http --quiet"
+    echo "\"\$bin/sensei-loader\" push \"\$dir/$1\" --registry \"\$REG_HOST/bench\" --key \"\$work/k.pub\" --plain-http --quiet --json"
   else
     echo ":"
   fi
@@ -117,12 +117,16 @@ compare repushB : "$(ours b.tar)" : 'sh "$dir/skopeo-b.sh" "$REG_HOST"'
 reg_stop
 rm -rf "$dir/registry/storage"
 
-compare_row pushA "push Set A, empty registry" 0.8
+phases() { # NAME -> "verify Xs + push Ys" from our --json reports
+  [ "$push_ok" = 1 ] || return 0
+  echo "ours: verify $(json_median "$dir/$1.ours.out" report verifySeconds) + push $(json_median "$dir/$1.ours.out" report pushSeconds)"
+}
+compare_row pushA "push Set A, empty registry" 0.8 "$(phases pushA)"
 row info "  curl PUT of the big layer alone" "$(median "$dir/curl")" "$(median "$dir/pushA.peer")" - \
   "ours column: curl; ratio: curl / skopeo's whole Set A push (issue 4 measured ~0.69)"
-compare_row pushB "push Set B, empty registry" 0.25
-compare_row repushA "push Set A again, all there" 1.0
-compare_row repushB "push Set B again, all there" 1.0
+compare_row pushB "push Set B, empty registry" 0.25 "$(phases pushB)"
+compare_row repushA "push Set A again, all there" 1.0 "$(phases repushA)"
+compare_row repushB "push Set B again, all there" 1.0 "$(phases repushB)"
 row max "peak RSS push, Set A (MiB)" "$(max_rss_mib "$dir/pushA.ours")" \
   "$(max_rss_mib "$dir/pushA.peer")" 64 "peer column: largest skopeo process"
 row max "peak RSS push, Set B (MiB)" "$(max_rss_mib "$dir/pushB.ours")" \

@@ -276,7 +276,31 @@ fn push_with(
         ),
     };
     let host = opts.registry.host.clone();
-    let source = source::Source::new(bundle, kind, offsets, &graph.blobs).map_err(io)?;
+    let presence = runtime.block_on(async {
+        if let Some(handle) = early_checks
+            && let Ok(found) = handle.await
+        {
+            return found;
+        }
+        // No head start (or the task was lost, which it cannot be by design): ask now.
+        upload::check(
+            client.clone(),
+            host.clone(),
+            graph.clone(),
+            opts.concurrency,
+        )
+        .await
+    });
+    let presence = presence.map_err(registry_error)?;
+    // Only the blobs no repository has are read from the bundle (a `.tar.gz` pass stops
+    // after the last of them, or never starts).
+    let to_read: Vec<_> = graph
+        .blobs
+        .iter()
+        .filter(|b| !presence.has_anywhere(b))
+        .cloned()
+        .collect();
+    let source = source::Source::new(bundle, kind, offsets, &to_read).map_err(io)?;
     let uploader = upload::Uploader {
         registry: &client,
         host: &host,
@@ -284,33 +308,7 @@ fn push_with(
         concurrency: opts.concurrency,
         reporter,
     };
-    let result = runtime.block_on(async {
-        let presence = match early_checks {
-            Some(handle) => match handle.await {
-                Ok(presence) => presence?,
-                // The task was lost (it cannot panic by design): ask again.
-                Err(_) => {
-                    upload::check(
-                        client.clone(),
-                        host.clone(),
-                        graph.clone(),
-                        opts.concurrency,
-                    )
-                    .await?
-                }
-            },
-            None => {
-                upload::check(
-                    client.clone(),
-                    host.clone(),
-                    graph.clone(),
-                    opts.concurrency,
-                )
-                .await?
-            }
-        };
-        uploader.write(&graph, &presence).await
-    });
+    let result = runtime.block_on(uploader.write(&graph, &presence));
     source.close();
     report.counts = result.map_err(|e| match e {
         upload::UploadError::Registry(e) => registry_error(e),

@@ -107,13 +107,14 @@ impl Source {
     /// Opens the bundle for reading the blobs in `jobs`. For a `.tar.gz` this starts the
     /// sequential pass, which then waits at each of those blobs for its job's decision
     /// ([`Source::open`] or [`Source::skip`]); jobs must therefore be started in archive order.
+    /// Other blobs can still be opened: a `.tar.gz` is then decompressed again up to them.
     pub fn new(
         bundle: &Path,
         kind: Kind,
         offsets: HashMap<String, u64>,
         jobs: &[BlobJob],
     ) -> io::Result<Self> {
-        let feed = if kind == Kind::Gzip {
+        let feed = if kind == Kind::Gzip && !jobs.is_empty() {
             let mut decisions = HashMap::new();
             let mut waits = HashMap::new();
             for job in jobs {

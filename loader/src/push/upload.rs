@@ -57,6 +57,15 @@ pub struct Presence {
     tags: HashSet<(String, String)>,
 }
 
+impl Presence {
+    /// True if some repository that needs the blob has it: it will be mounted, not read.
+    pub fn has_anywhere(&self, job: &BlobJob) -> bool {
+        job.repos
+            .iter()
+            .any(|r| self.blobs.contains(&(r.clone(), job.digest)))
+    }
+}
+
 /// Finds what is already there, with reads only (see the module docs). Owns its inputs, so
 /// it can run as a task of its own while the bundle is still being verified.
 pub async fn check(

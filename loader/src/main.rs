@@ -250,7 +250,7 @@ impl sensei_loader::upgrade::Observer for StderrObserver {
 
 fn run_upgrade(args: UpgradeArgs) {
     use sensei_loader::upgrade::{
-        Fault, KubeTarget, PushOptions, StateDir, Unavailable, UpgradeError, UpgradeOptions,
+        Fault, KubeTarget, PushOptions, RegistryPush, StateDir, UpgradeError, UpgradeOptions,
     };
     let printer = Printer::new(args.json, args.quiet);
     let fail_upgrade = |e: UpgradeError| -> ! {
@@ -317,8 +317,7 @@ fn run_upgrade(args: UpgradeArgs) {
     };
     let reporter = printer.reporter();
     let observer = StderrObserver { quiet: args.quiet };
-    // The real push plugs in here (crate::push); until then only --dry-run gets past step 4.
-    match sensei_loader::upgrade::upgrade(&opts, &Unavailable, reporter.as_ref(), &observer) {
+    match sensei_loader::upgrade::upgrade(&opts, &RegistryPush, reporter.as_ref(), &observer) {
         Ok(report) => {
             printer.json(&serde_json::json!({
                 "verdict": if report.dry_run { "dryRun" } else { "upgraded" },

@@ -48,7 +48,7 @@ use sensei_core::progress::Reporter;
 pub use deployed::DeployedRelease;
 pub use error::{Fault, PushFailure, UpgradeError};
 pub use helm::{Helm, KubeTarget, command_line, shell_quote};
-pub use push_step::{DryRun, PushOptions, PushOutcome, PushRequest, PushStep, Unavailable};
+pub use push_step::{DryRun, PushOptions, PushOutcome, PushRequest, PushStep, RegistryPush};
 pub use report::{BundleInfo, ChartInfo, Compatibility, HelmInfo, UpgradeReport, render};
 pub use state::{LoadedState, StateDir};
 

@@ -495,3 +495,63 @@ fn helm_3_is_driven_with_its_own_dry_run_flag() {
     );
     assert!(running.contains("--set global.imageRegistry=127.0.0.1:5000/mirror"));
 }
+
+#[test]
+fn a_real_upgrade_pushes_first_then_helm_pulls_the_pushed_chart() {
+    use sensei_tests::rig::{FaultProxy, Registry};
+    let r = Rig::new();
+    let registry = Registry::plain();
+    let proxy = FaultProxy::in_front_of(&registry);
+    let home = r.b.path().join("helm-home");
+    // No cluster here: helm pulls the chart from the registry, then fails to reach the cluster.
+    let out = run(loader()
+        .arg("upgrade")
+        .arg(&r.b.tgz)
+        .arg("--key")
+        .arg(&r.b.public)
+        .args(["--registry", &proxy.host(), "--plain-http"])
+        .args(["--release", "demo", "-n", "sensei", "--quiet"])
+        .arg("--helm")
+        .arg(helm4())
+        .arg("--state-dir")
+        .arg(r.state_dir())
+        .env("HELM_DRIVER", "memory")
+        .env("HELM_MEMORY_DRIVER_DATA", &r.empty)
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .env("KUBECONFIG", r.b.path().join("no-kubeconfig")));
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    // Pushed before helm ran: every image tag and the chart are at the target.
+    for image in &r.b.fixtures.images {
+        let path = image
+            .reference
+            .split_once('/')
+            .map(|(_, p)| p)
+            .unwrap()
+            .to_owned();
+        let (repo, tag) = path.rsplit_once(':').unwrap();
+        assert!(
+            registry.tags(repo).contains(&tag.to_owned()),
+            "{repo}:{tag} not pushed; {err}"
+        );
+    }
+    assert_eq!(registry.tags("charts/demo"), vec!["1.2.0".to_owned()]);
+    // helm got the pushed chart's URL and fetched its content from the registry.
+    assert!(
+        err.contains(&format!(
+            "oci://{}/charts/demo --version 1.2.0",
+            proxy.host()
+        )),
+        "{err}"
+    );
+    assert!(
+        proxy.count("GET", "/v2/charts/demo/blobs/") >= 1,
+        "{:?}",
+        proxy.requests()
+    );
+    assert!(err.contains("uninstall demo -n sensei"), "{err}");
+    // A failed upgrade records nothing in the state directory.
+    assert!(!r.state_dir().join("demo.json").exists());
+}

@@ -105,18 +105,56 @@ impl PushStep for DryRun {
     }
 }
 
-/// Stands in where no push is built in: refuses with a message saying to use `--dry-run`.
+/// The real push: streams the verified bundle to the registry with [`crate::push`], checking
+/// every byte it sends again (the file may have changed since it verified).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Unavailable;
+pub struct RegistryPush;
 
-impl PushStep for Unavailable {
+impl PushStep for RegistryPush {
     fn push(&self, request: &PushRequest<'_>) -> Result<PushOutcome, PushFailure> {
-        Err(PushFailure {
-            fault: Fault::Outside,
-            registry: request.plan.registry.to_string(),
-            source: "this sensei-loader cannot push yet; run `upgrade --dry-run` to check \
-                     everything up to the push"
-                .into(),
+        use crate::error::LoaderError;
+        let registry = request.plan.registry.to_string();
+        let failure = |e: LoaderError| PushFailure {
+            fault: match &e {
+                LoaderError::Rejected(_) => Fault::Rejected,
+                LoaderError::Input { .. } => Fault::Input,
+                LoaderError::Io { .. } => Fault::Outside,
+            },
+            registry: registry.clone(),
+            source: Box::new(e),
+        };
+        let collected =
+            crate::push::Collected::rescan(request.bundle, request.verified).map_err(failure)?;
+        let o = request.options;
+        let mut opts = crate::push::PushOptions::new(
+            request.plan.registry.clone(),
+            crate::verify::TrustOptions::default(),
+        );
+        opts.ca_files = o.ca_file.iter().cloned().collect();
+        opts.plain_http = o.plain_http;
+        if let (Some(username), Some(password)) = (&o.username, &o.password) {
+            opts.credentials = crate::push::CredentialSource::Explicit(crate::push::Credentials {
+                username: username.clone(),
+                password: password.clone().into(),
+            });
+        }
+        if let Some(n) = o.concurrency {
+            opts.concurrency = n;
+        }
+        let report = crate::push::push_verified(
+            request.bundle,
+            request.verified,
+            &collected,
+            &opts,
+            request.reporter,
+        )
+        .map_err(failure)?;
+        Ok(PushOutcome {
+            pushed: true,
+            images: report.images,
+            charts: report.charts,
+            blobs_uploaded: Some(report.counts.blobs_uploaded),
+            bytes_uploaded: Some(report.counts.bytes_sent),
         })
     }
 }

@@ -3,6 +3,10 @@
 //! [`push_bundle`] runs these steps, stopping at the first failure:
 //!
 //! 1. Trust: `bundle.json`'s signatures must hold before any connection to the registry.
+//!    Then, for a `.tar` or a directory, the tags are checked first: when every one already
+//!    names its signed digest, the registry holds everything the signature covers and the push
+//!    ends there, sending nothing and reading none of the archive's contents (`verify` is the
+//!    command that checks the file itself).
 //! 2. Verify every byte in one streaming pass that keeps `index.json` and the manifests in
 //!    memory ([`collect`]). Meanwhile, for a `.tar` or a directory, the manifests are read
 //!    straight from the bundle (each checked against the signed `bundle.json`) and the
@@ -23,7 +27,7 @@ pub mod report;
 pub mod source;
 pub mod upload;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -86,11 +90,14 @@ pub fn push_bundle(
     reporter: &dyn Reporter,
 ) -> Result<PushReport, LoaderError> {
     let started = Instant::now();
-    let early = if opts.dry_run {
+    let mut early = if opts.dry_run {
         None
     } else {
         Early::start(bundle, opts)
     };
+    if let Some(report) = early.as_mut().and_then(|e| e.up_to_date(bundle, opts)) {
+        return Ok(report);
+    }
     let mut collector = Collector::default();
     let verified = verify_bundle(bundle, &opts.trust, reporter, &mut collector)?;
     let verify_seconds = started.elapsed().as_secs_f64();
@@ -126,6 +133,12 @@ struct Early {
     client: sensei_registry::Registry,
     graph: Arc<graph::PushGraph>,
     checks: tokio::task::JoinHandle<Result<upload::Presence, RegistryError>>,
+    /// The tag check's answer, sent as soon as it is known (before the blob checks).
+    tags: Option<tokio::sync::oneshot::Receiver<HashSet<(String, String)>>>,
+    /// What the up-to-date report needs: the signed bundle.json, its plan, its signers.
+    manifest: sensei_core::manifest::BundleManifest,
+    plan: mapping::Plan,
+    trusted_signers: usize,
 }
 
 impl Early {
@@ -154,18 +167,55 @@ impl Early {
         let graph = Arc::new(graph::build(&signed.manifest, &collected, &plan).ok()?);
         let client = client(opts).ok()?;
         let runtime = runtime().ok()?;
-        let checks = runtime.spawn(upload::check(
+        let (tags_tx, tags_rx) = tokio::sync::oneshot::channel();
+        let (c, host, g, n) = (
             client.clone(),
             opts.registry.host.clone(),
             graph.clone(),
             opts.concurrency,
-        ));
+        );
+        let checks = runtime.spawn(async move {
+            let tags = upload::check_tags(c.clone(), host.clone(), g.clone(), n).await?;
+            let _ = tags_tx.send(tags.clone());
+            upload::check_rest(c, host, g, n, tags).await
+        });
         Some(Self {
             runtime,
             client,
             graph,
             checks,
+            tags: Some(tags_rx),
+            trusted_signers: sensei_core::signature::trusted_signers(&signed.signatures).len(),
+            manifest: signed.manifest,
+            plan,
         })
+    }
+}
+
+impl Early {
+    /// When every tag already names its signed digest, the registry holds everything: the
+    /// report of a push that sends nothing and needs none of the archive's contents. `None`
+    /// when anything is missing (or the check failed: the full path reports that properly).
+    fn up_to_date(&mut self, bundle: &Path, opts: &PushOptions) -> Option<PushReport> {
+        let started = Instant::now();
+        let tags = self.runtime.block_on(self.tags.take()?).ok()?;
+        if !upload::up_to_date(&self.graph, &tags) {
+            return None;
+        }
+        let mut report = base_report(
+            bundle,
+            &self.manifest,
+            self.trusted_signers,
+            opts,
+            self.plan.clone(),
+            &self.graph,
+        );
+        report.up_to_date = true;
+        report.counts.tags_present = self.graph.tags.len() as u64;
+        report.counts.manifests_present = self.graph.manifests.len() as u64;
+        report.counts.blobs_present = self.graph.blobs.len() as u64;
+        report.push_seconds = started.elapsed().as_secs_f64();
+        Some(report)
     }
 }
 
@@ -230,26 +280,14 @@ fn push_with(
     })?;
     let graph = graph::build(manifest, collected, &plan)
         .map_err(|e| LoaderError::Rejected(Rejection::Inconsistent(e.0)))?;
-    let mut report = PushReport {
-        dry_run: opts.dry_run,
-        bundle: bundle.display().to_string(),
-        name: manifest.name.clone(),
-        version: manifest.version.to_string(),
-        trusted_signers: verified.report.trusted_signers,
-        registry: opts.registry.base(),
-        chart_urls: plan
-            .charts
-            .iter()
-            .map(|c| opts.registry.chart_url(&c.name))
-            .collect(),
-        images: plan.images,
-        charts: plan.charts,
-        blobs: graph.blobs.len(),
-        blob_bytes: graph.blob_bytes(),
-        counts: Counts::default(),
-        verify_seconds: None,
-        push_seconds: 0.0,
-    };
+    let mut report = base_report(
+        bundle,
+        manifest,
+        verified.report.trusted_signers,
+        opts,
+        plan,
+        &graph,
+    );
     if opts.dry_run {
         return Ok(report);
     }
@@ -318,6 +356,38 @@ fn push_with(
     })?;
     report.push_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The report's description of the bundle and where it goes; counts still zero.
+fn base_report(
+    bundle: &Path,
+    manifest: &sensei_core::manifest::BundleManifest,
+    trusted_signers: usize,
+    opts: &PushOptions,
+    plan: mapping::Plan,
+    graph: &graph::PushGraph,
+) -> PushReport {
+    PushReport {
+        dry_run: opts.dry_run,
+        up_to_date: false,
+        bundle: bundle.display().to_string(),
+        name: manifest.name.clone(),
+        version: manifest.version.to_string(),
+        trusted_signers,
+        registry: opts.registry.base(),
+        chart_urls: plan
+            .charts
+            .iter()
+            .map(|c| opts.registry.chart_url(&c.name))
+            .collect(),
+        images: plan.images,
+        charts: plan.charts,
+        blobs: graph.blobs.len(),
+        blob_bytes: graph.blob_bytes(),
+        counts: Counts::default(),
+        verify_seconds: None,
+        push_seconds: 0.0,
+    }
 }
 
 /// A registry failure as the loader's outside failure (exit 3), naming the registry first.

@@ -177,7 +177,46 @@ fn push_into_empty_registry_then_again(b: &Built, bundle: &Path) {
     assert_eq!(counts(&again, "blobsUploaded"), 0);
     assert_eq!(counts(&again, "bytesSent"), 0);
     assert_eq!(counts(&again, "tagsPushed"), 0);
+    // A .tar or a directory is seen to be up to date from its signed bundle.json and the tags
+    // alone; a .tar.gz is read through (its manifests come last in the stream).
+    let gzip = bundle.extension().is_some_and(|e| e == "gz");
+    assert_eq!(again["upToDate"], !gzip, "{again}");
     assert_landed(&registry, &registry.host(), &expected, "");
+}
+
+#[test]
+fn an_up_to_date_registry_needs_only_the_signature_and_reads_no_blob() {
+    let b = Built::new();
+    let registry = Registry::plain();
+    pushed(&push(&b, &b.tar, &registry.host(), &[]));
+    // Corrupt a layer after the first push: the registry already holds every signed digest,
+    // so the push has nothing to send and reads nothing it would have to trust...
+    let copy = b.path().join("later.tar");
+    std::fs::copy(&b.tar, &copy).unwrap();
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&copy, &bytes).unwrap();
+    let again = pushed(&push(&b, &copy, &registry.host(), &[]));
+    assert_eq!(again["upToDate"], true, "{again}");
+    assert_eq!(counts(&again, "bytesSent"), 0);
+    // ...while `verify`, the command that checks the file itself, rejects it.
+    assert_eq!(b.verify(&copy, &[]).status.code(), Some(1));
+    // A bad signature is still refused before anything else.
+    let other = b.path().join("other");
+    run_ok(
+        sensei_tests::bins::bundler()
+            .arg("keygen")
+            .arg("--out")
+            .arg(&other),
+    );
+    let out = run(sensei_tests::bins::loader()
+        .arg("push")
+        .arg(&b.tar)
+        .arg("--key")
+        .arg(other.with_extension("pub"))
+        .args(["--registry", &registry.host(), "--plain-http"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
 
 #[test]

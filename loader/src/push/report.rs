@@ -14,6 +14,9 @@ use crate::render::human_bytes;
 pub struct PushReport {
     /// True when nothing was sent.
     pub dry_run: bool,
+    /// The registry already held every tag at its signed digest: nothing was sent, and the
+    /// archive's contents were not read (only its signed bundle.json).
+    pub up_to_date: bool,
     /// The bundle as given (archive or directory).
     pub bundle: String,
     pub name: String,
@@ -47,6 +50,12 @@ pub fn render(r: &PushReport) -> String {
             s,
             "DRY RUN  {} {} verified ({} trusted signature(s)); nothing was sent. It would push:",
             r.name, r.version, r.trusted_signers
+        );
+    } else if r.up_to_date {
+        let _ = writeln!(
+            s,
+            "UP TO DATE  {} {} at {} ({} trusted signature(s)): every tag already names its signed digest; nothing was sent, and the archive's contents were not needed (`sensei-loader verify` checks the file itself)",
+            r.name, r.version, r.registry, r.trusted_signers
         );
     } else {
         let _ = writeln!(

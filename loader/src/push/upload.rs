@@ -74,18 +74,33 @@ pub async fn check(
     graph: Arc<PushGraph>,
     concurrency: usize,
 ) -> Result<Presence, RegistryError> {
-    let n = concurrency.max(1);
-    // Owned work items: futures borrowing from the graph trip up the spawned task's bounds.
-    let ask = |path: &str| (registry.clone(), Repo::new(host.clone(), path));
-    let mut presence = Presence::default();
+    let tags = check_tags(registry.clone(), host.clone(), graph.clone(), concurrency).await?;
+    check_rest(registry, host, graph, concurrency, tags).await
+}
 
+/// The tags that already name the right digest: the first, cheapest question, which alone
+/// tells whether the registry is already up to date.
+pub async fn check_tags(
+    registry: Registry,
+    host: String,
+    graph: Arc<PushGraph>,
+    concurrency: usize,
+) -> Result<HashSet<(String, String)>, RegistryError> {
+    let n = concurrency.max(1);
     let tags: Vec<_> = graph
         .tags
         .iter()
-        .map(|t| (ask(&t.repo), t.tag.clone(), t.digest))
+        .map(|t| {
+            (
+                registry.clone(),
+                Repo::new(host.clone(), t.repo.as_str()),
+                t.tag.clone(),
+                t.digest,
+            )
+        })
         .collect();
     let found: Vec<Option<(String, String)>> = stream::iter(tags)
-        .map(|((registry, repo), tag, digest)| async move {
+        .map(|(registry, repo, tag, digest)| async move {
             match registry.manifest(&repo, &tag, None).await {
                 Ok(m) if m.digest == digest => Ok(Some((repo.path, tag))),
                 Ok(_) => Ok(None),
@@ -96,7 +111,33 @@ pub async fn check(
         .buffer_unordered(n)
         .try_collect()
         .await?;
-    presence.tags = found.into_iter().flatten().collect();
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// True when every tag already names its digest and no image is pushed by digest alone: the
+/// registry holds everything the signed bundle.json names, so there is nothing to write.
+pub fn up_to_date(graph: &PushGraph, tags: &HashSet<(String, String)>) -> bool {
+    graph
+        .tags
+        .iter()
+        .all(|t| tags.contains(&(t.repo.clone(), t.tag.clone())))
+        && !graph.manifests.iter().any(|m| m.top)
+}
+
+/// The rest of [`check`], given what [`check_tags`] found.
+pub async fn check_rest(
+    registry: Registry,
+    host: String,
+    graph: Arc<PushGraph>,
+    concurrency: usize,
+    tags: HashSet<(String, String)>,
+) -> Result<Presence, RegistryError> {
+    let n = concurrency.max(1);
+    let ask = |path: &str| (registry.clone(), Repo::new(host.clone(), path));
+    let mut presence = Presence {
+        tags,
+        ..Presence::default()
+    };
 
     // A repository is complete when each of its tags names the right digest (the registry
     // took that manifest only with everything below it) and no image in it is known by

@@ -109,8 +109,9 @@ compare pushB fresh "$(ours b.tar)" fresh 'sh "$dir/skopeo-b.sh" "$REG_HOST"'
 
 # Everything there already: one registry, filled once (untimed), then both sides push again.
 fresh
-sh "$dir/skopeo-a.sh" "$REG_HOST" >/dev/null 2>&1
-sh "$dir/skopeo-b.sh" "$REG_HOST" >/dev/null 2>&1
+for s in a b; do
+  sh "$dir/skopeo-$s.sh" "$REG_HOST" >"$dir/fill.log" 2>&1 || { cat "$dir/fill.log" >&2; die "filling the registry failed"; }
+done
 [ "$push_ok" = 1 ] && for s in a b; do bash -c "$(ours $s.tar)" >/dev/null; done
 compare repushA : "$(ours a.tar)" : 'sh "$dir/skopeo-a.sh" "$REG_HOST"'
 compare repushB : "$(ours b.tar)" : 'sh "$dir/skopeo-b.sh" "$REG_HOST"'

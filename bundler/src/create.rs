@@ -314,8 +314,14 @@ pub fn render_plan(plan: &Plan) -> String {
     let _ = writeln!(s, "images ({}):", plan.images.len());
     for i in &plan.images {
         let _ = writeln!(s, "  {i}");
-        if let Some(source) = &i.source {
-            let _ = writeln!(s, "      from {source}");
+        let bytes = plan.image_bytes.get(&i.reference).copied().unwrap_or(0);
+        match &i.source {
+            Some(source) => {
+                let _ = writeln!(s, "      {bytes} bytes, from {source}");
+            }
+            None => {
+                let _ = writeln!(s, "      {bytes} bytes");
+            }
         }
     }
     let _ = writeln!(s, "charts ({}):", plan.charts.len());

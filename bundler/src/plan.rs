@@ -68,6 +68,8 @@ pub struct Plan {
     /// Descriptors for the bundle's `index.json`, one per image and chart.
     pub index: Vec<Descriptor>,
     pub blobs: BTreeMap<Digest, PlannedBlob>,
+    /// Each image's own bytes (all its blobs, shared ones counted in every image), by reference.
+    pub image_bytes: BTreeMap<String, u64>,
 }
 
 /// What the command line adds to the spec.
@@ -166,6 +168,7 @@ pub async fn plan(
         charts: vec![],
         index: vec![],
         blobs: BTreeMap::new(),
+        image_bytes: BTreeMap::new(),
     };
     let mut wanted: Vec<Wanted> = spec
         .images
@@ -197,6 +200,10 @@ pub async fn plan(
         .try_collect()
         .await?;
     for (entry, desc, blobs) in resolved {
+        plan.image_bytes.insert(
+            entry.reference.clone(),
+            blobs.values().map(|b| b.size).sum(),
+        );
         plan.images.push(entry);
         plan.index.push(desc);
         for blob in blobs.into_values() {
@@ -489,6 +496,8 @@ pub struct PlanSummary<'a> {
     pub expires: Option<String>,
     pub upgrade_from: &'a str,
     pub images: &'a [ImageEntry],
+    /// Each image's bytes, by reference.
+    pub image_bytes: &'a BTreeMap<String, u64>,
     pub charts: &'a [ChartEntry],
     pub blobs: usize,
     pub bytes: u64,
@@ -506,6 +515,7 @@ impl Plan {
             expires: self.expires.map(format_time),
             upgrade_from: self.compat.as_str(),
             images: &self.images,
+            image_bytes: &self.image_bytes,
             charts: &self.charts,
             blobs: self.blobs.len(),
             bytes: self.total_bytes(),

@@ -537,3 +537,38 @@ fn charts_from_a_helm_repository_and_from_oci_land_as_helm_artifacts() {
         format!("sha256:{}", sha256_hex(&packaged)).as_str()
     );
 }
+
+#[test]
+fn dry_run_resolves_every_digest_and_size_and_fetches_no_layer() {
+    let scene = Scene::new();
+    let registry = Registry::plain();
+    let proxy = FaultProxy::in_front_of(&registry);
+    let api = scene.fixtures.image("api:1.2.0").expect("api fixture");
+    seed(&registry, &api.skopeo_source, "sensei/api:1.2.0");
+    let reference = format!("{}/sensei/api:1.2.0", proxy.host());
+    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+    let bundle = scene.path("never.tar");
+    let out = scene.create(
+        &spec,
+        &bundle,
+        &["--plain-http", &proxy.host(), "--dry-run", "--json"],
+    );
+    assert_exit(&out, 0);
+    assert!(!bundle.exists());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json plan");
+    assert_eq!(plan["images"][0]["digest"], api.digest.as_str());
+    let layers: Vec<&String> = api.blobs.iter().take(api.blobs.len() - 2).collect();
+    assert!(plan["fetchBytes"].as_u64().unwrap() > 0, "{plan}");
+    assert_eq!(
+        plan["fetchBlobs"].as_u64().unwrap() as usize,
+        layers.len(),
+        "{plan}"
+    );
+    assert!(
+        plan["imageBytes"][&reference].as_u64().unwrap() > plan["fetchBytes"].as_u64().unwrap()
+    );
+    // Manifests and the config were read to plan; no layer was downloaded.
+    for layer in layers {
+        assert_eq!(proxy.count("GET", layer), 0, "{layer} fetched in a dry run");
+    }
+}

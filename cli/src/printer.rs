@@ -115,7 +115,12 @@ impl Reporter for Bars {
             }
         };
         bar.set_prefix(phase.to_owned());
-        bar.enable_steady_tick(Duration::from_millis(200));
+        // Only a spinner needs a ticker. A byte bar draws when it moves; with a ticker it would
+        // draw only from the ticker, whose draws lose to the item bars' under the multi-bar's
+        // shared rate limit, and the total would sit at 0 while blobs move.
+        if total_bytes.is_none() {
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
         let bar = self.multi.add(bar);
         if let Ok(mut t) = self.total.lock()
             && let Some(old) = t.replace(bar)
@@ -195,5 +200,26 @@ fn short(name: &str) -> String {
     match name.strip_prefix("blobs/sha256/") {
         Some(hex) => format!("sha256:{}", &hex[..hex.len().min(12)]),
         None => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod bar_tests {
+    use super::*;
+
+    #[test]
+    fn item_advance_moves_the_total_and_the_items_bar() {
+        let bars = Bars::new();
+        bars.multi.set_draw_target(ProgressDrawTarget::hidden());
+        bars.start("fetch", Some(100 << 20));
+        bars.item("blobs/sha256/aa", Some(64 << 20));
+        bars.item("blobs/sha256/bb", Some(32 << 20));
+        bars.item_advance("blobs/sha256/aa", 10);
+        bars.item_advance("blobs/sha256/bb", 5);
+        let total = bars.total.lock().unwrap().as_ref().unwrap().position();
+        assert_eq!(total, 15);
+        let items = bars.items.lock().unwrap();
+        assert_eq!(items[0].1.position(), 10);
+        assert_eq!(items[1].1.position(), 5);
     }
 }

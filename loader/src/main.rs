@@ -1,6 +1,6 @@
 //! `sensei-loader`: parses arguments, calls the library, maps errors to the exit-code contract.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -206,9 +206,13 @@ struct UpgradeArgs {
     /// Registry user (the password is read from stdin with --password-stdin)
     #[arg(long, value_name = "USER", requires = "password_stdin")]
     username: Option<String>,
-    /// Read the registry password from stdin
+    /// Read the registry password (one line) from stdin
     #[arg(long, requires = "username")]
     password_stdin: bool,
+    /// Docker config.json with the registry's credentials, for push and helm (default
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json)
+    #[arg(long, value_name = "DOCKER_CONFIG_JSON")]
+    registry_config: Option<PathBuf>,
     /// Parallel uploads
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: Option<u16>,
@@ -273,13 +277,10 @@ fn run_upgrade(args: UpgradeArgs) {
         ))
     };
     let password = if args.password_stdin {
-        let mut text = String::new();
-        if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-            fail_upgrade(UpgradeError::Usage(format!(
-                "--password-stdin: cannot read the password from stdin: {e}"
-            )))
+        match read_password(&args.bundle) {
+            Ok(p) => Some(p),
+            Err(e) => fail_upgrade(UpgradeError::Loader(e)),
         }
-        Some(text.trim_end_matches(['\n', '\r']).to_owned())
     } else {
         None
     };
@@ -297,6 +298,7 @@ fn run_upgrade(args: UpgradeArgs) {
             plain_http: args.plain_http,
             username: args.username,
             password,
+            registry_config: args.registry_config,
             concurrency: args.concurrency.map(usize::from),
         },
         release: args.release,

@@ -5,7 +5,8 @@
 //! 1. Trust: `bundle.json`'s signatures must hold before any connection to the registry.
 //!    Then, for a `.tar` or a directory, the tags are checked first: when every one already
 //!    names its signed digest, the registry holds everything the signature covers and the push
-//!    ends there, sending nothing and reading none of the archive's contents (`verify` is the
+//!    ends there, sending nothing and reading no layer: only `bundle.json`, `index.json` and
+//!    the manifests, each checked against the signed listing (`verify` is the
 //!    command that checks the file itself).
 //! 2. Verify every byte in one streaming pass that keeps `index.json` and the manifests in
 //!    memory ([`collect`]). Meanwhile, for a `.tar` or a directory, the manifests are read
@@ -194,7 +195,7 @@ impl Early {
 
 impl Early {
     /// When every tag already names its signed digest, the registry holds everything: the
-    /// report of a push that sends nothing and needs none of the archive's contents. `None`
+    /// report of a push that sends nothing and reads no layer. `None`
     /// when anything is missing (or the check failed: the full path reports that properly).
     fn up_to_date(&mut self, bundle: &Path, opts: &PushOptions) -> Option<PushReport> {
         let started = Instant::now();

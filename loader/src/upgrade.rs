@@ -382,7 +382,8 @@ fn registry_login(
     scratch: &Path,
 ) -> Result<Option<PathBuf>, UpgradeError> {
     let (Some(user), Some(password)) = (&opts.push.username, &opts.push.password) else {
-        return Ok(None);
+        // The operator's own Docker config, if named, serves helm as it serves push.
+        return Ok(opts.push.registry_config.clone());
     };
     let config = scratch.join("registry-config.json");
     let mut args: Vec<String> = vec![

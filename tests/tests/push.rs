@@ -185,7 +185,7 @@ fn push_into_empty_registry_then_again(b: &Built, bundle: &Path) {
 }
 
 #[test]
-fn an_up_to_date_registry_needs_only_the_signature_and_reads_no_blob() {
+fn an_up_to_date_registry_needs_only_the_signed_listing_and_reads_no_layer() {
     let b = Built::new();
     let registry = Registry::plain();
     pushed(&push(&b, &b.tar, &registry.host(), &[]));

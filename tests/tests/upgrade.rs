@@ -555,3 +555,51 @@ fn a_real_upgrade_pushes_first_then_helm_pulls_the_pushed_chart() {
     // A failed upgrade records nothing in the state directory.
     assert!(!r.state_dir().join("demo.json").exists());
 }
+
+#[test]
+fn upgrade_reaches_a_tls_registry_with_auth_through_a_docker_config_for_push_and_helm() {
+    use sensei_tests::rig::{DockerConfig, Registry};
+    let r = Rig::new();
+    let registry = Registry::tls_auth("deployer", "upgrade-pw");
+    let config = DockerConfig::write(
+        &r.b.path().join("docker"),
+        &[(&registry.host(), "deployer", "upgrade-pw")],
+    );
+    let home = r.b.path().join("helm-home");
+    let out = run(loader()
+        .arg("upgrade")
+        .arg(&r.b.tgz)
+        .arg("--key")
+        .arg(&r.b.public)
+        .args(["--registry", &registry.host()])
+        .arg("--ca-file")
+        .arg(registry.ca_file().unwrap())
+        .arg("--registry-config")
+        .arg(&config)
+        .args(["--release", "demo", "-n", "sensei"])
+        .arg("--helm")
+        .arg(helm4())
+        .arg("--state-dir")
+        .arg(r.state_dir())
+        .env("HELM_DRIVER", "memory")
+        .env("HELM_MEMORY_DRIVER_DATA", &r.empty)
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .env("KUBECONFIG", r.b.path().join("no-kubeconfig")));
+    // Pushed with the config's credentials; helm pulled the chart with the same file and CA,
+    // then stopped at the missing cluster.
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    assert_eq!(
+        registry.tags("charts/demo"),
+        vec!["1.2.0".to_owned()],
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("Pulled: {}/charts/demo:1.2.0", registry.host())),
+        "{err}"
+    );
+    assert!(err.contains("cannot reach the Kubernetes cluster"), "{err}");
+    assert!(!err.contains("upgrade-pw"), "the password leaked: {err}");
+}

@@ -15,7 +15,8 @@ pub struct PushReport {
     /// True when nothing was sent.
     pub dry_run: bool,
     /// The registry already held every tag at its signed digest: nothing was sent, and the
-    /// archive's contents were not read (only its signed bundle.json).
+    /// archive's layers were not read (only bundle.json, index.json and the manifests, each
+    /// checked against the signed listing).
     pub up_to_date: bool,
     /// The bundle as given (archive or directory).
     pub bundle: String,
@@ -54,7 +55,7 @@ pub fn render(r: &PushReport) -> String {
     } else if r.up_to_date {
         let _ = writeln!(
             s,
-            "UP TO DATE  {} {} at {} ({} trusted signature(s)): every tag already names its signed digest; nothing was sent, and the archive's contents were not needed (`sensei-loader verify` checks the file itself)",
+            "UP TO DATE  {} {} at {} ({} trusted signature(s)): every tag already names its signed digest; nothing was sent, and no layer of the archive was read (`sensei-loader verify` checks the whole file)",
             r.name, r.version, r.registry, r.trusted_signers
         );
     } else {

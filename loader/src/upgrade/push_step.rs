@@ -20,7 +20,10 @@ pub struct PushOptions {
     pub plain_http: bool,
     /// `--username`, with the password read from stdin by the binary (`--password-stdin`).
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<zeroize::Zeroizing<String>>,
+    /// `--registry-config`: a Docker config.json with the registry's credentials, for push and
+    /// for helm; default `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+    pub registry_config: Option<PathBuf>,
     /// Parallel uploads (`--concurrency`); `None` for the push's default.
     pub concurrency: Option<usize>,
 }
@@ -32,6 +35,7 @@ impl std::fmt::Debug for PushOptions {
             .field("plain_http", &self.plain_http)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("registry_config", &self.registry_config)
             .field("concurrency", &self.concurrency)
             .finish()
     }
@@ -132,12 +136,15 @@ impl PushStep for RegistryPush {
         );
         opts.ca_files = o.ca_file.iter().cloned().collect();
         opts.plain_http = o.plain_http;
-        if let (Some(username), Some(password)) = (&o.username, &o.password) {
-            opts.credentials = crate::push::CredentialSource::Explicit(crate::push::Credentials {
-                username: username.clone(),
-                password: password.clone().into(),
-            });
-        }
+        opts.credentials = match (&o.username, &o.password) {
+            (Some(username), Some(password)) => {
+                crate::push::CredentialSource::Explicit(crate::push::Credentials {
+                    username: username.clone(),
+                    password: password.clone(),
+                })
+            }
+            _ => crate::push::CredentialSource::docker_default(o.registry_config.as_deref()),
+        };
         if let Some(n) = o.concurrency {
             opts.concurrency = n;
         }

@@ -41,6 +41,22 @@ enum Command {
     /// Generate an ed25519 signing key pair: PREFIX.key (private, mode 0600) and PREFIX.pub
     Keygen(KeygenArgs),
     /// Build a bundle from a spec: pull every chart and image, write one signed archive
+    #[command(
+        long_about = "Build a bundle from a spec: pull every chart and image, write one signed archive.\n\n\
+            In order: read the spec; fetch and package the charts (directories, .tgz, Helm \
+            repositories, oci://); with `discoverImages: true`, render each chart with helm and \
+            read its image annotations; resolve every image to a digest (registries in parallel, \
+            through `mirrors:` where the spec names one; every manifest hashed); then download \
+            the layers in parallel, each unique blob once, hashed as it streams, into a temporary \
+            store beside the output; write the archive, sign it, and rename it into place. \
+            Nothing is left behind on failure or Ctrl-C.",
+        after_help = "Examples:\n  \
+            sensei-bundler create -f manifests/sensei.yaml --version 1.2.0 --key release.key -o sensei-1.2.0.tar.gz\n  \
+            sensei-bundler create -f manifests/sensei.yaml --dry-run\n  \
+            sensei-bundler create -f spec.yaml -o out.tar --plain-http localhost:5000 --platform linux/amd64\n  \
+            sensei-bundler create -f spec.yaml -o out.tar.gz --ca-file corp-ca.pem --registry-config ci-docker.json\n\
+            Exit codes: 0 written, 2 the spec, a flag or a local file is wrong, 3 a registry, repository, helm or the disk failed (the message names which), 130 interrupted."
+    )]
     Create(CreateArgs),
     /// Countersign an existing bundle (two-person rule) without rewriting it
     Sign(SignArgs),

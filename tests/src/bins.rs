@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::fixtures::{FixtureOptions, FixtureSet, write_fixtures};
+use crate::fixtures::{FixtureOptions, FixtureSet};
+use crate::scene::Scene;
 
 /// `target/<profile>/NAME`, found from this test executable's location (`target/<profile>/deps/`).
 pub fn binary(name: &str) -> PathBuf {
@@ -32,6 +33,22 @@ pub fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
+/// A command's stderr, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing stdout and stderr when it differs.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out)
+    );
+}
+
 /// Runs and asserts success, returning stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = run(cmd);
@@ -43,6 +60,30 @@ pub fn run_ok(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `sensei-bundler create --quiet -f SPEC --key KEY -o OUT`, reproducible (`SOURCE_DATE_EPOCH`);
+/// add flags and environment to taste.
+pub fn create(spec: &Path, key: &Path, out: &Path) -> Command {
+    let mut cmd = bundler();
+    cmd.env("SOURCE_DATE_EPOCH", EPOCH)
+        .args(["create", "--quiet", "-f"])
+        .arg(spec)
+        .arg("--key")
+        .arg(key)
+        .arg("-o")
+        .arg(out);
+    cmd
+}
+
+/// `sensei-loader verify BUNDLE --key PUBLIC` plus extra args.
+pub fn verify(bundle: &Path, public: &Path, extra: &[&str]) -> Output {
+    run(loader()
+        .arg("verify")
+        .arg(bundle)
+        .arg("--key")
+        .arg(public)
+        .args(extra))
 }
 
 /// A fixture set, a key pair and signed bundles (`.tar` and `.tar.gz`) built from it.
@@ -65,25 +106,16 @@ impl Built {
     }
 
     pub fn with_options(opts: &FixtureOptions) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fixtures = write_fixtures(&dir.path().join("src"), opts).expect("fixtures");
-        let prefix = dir.path().join("release");
-        run_ok(bundler().arg("keygen").arg("--out").arg(&prefix));
-        let key = prefix.with_extension("key");
-        let public = prefix.with_extension("pub");
+        let Scene {
+            dir,
+            fixtures,
+            key,
+            public,
+        } = Scene::with_options(opts);
         let tar = dir.path().join("bundle.tar");
         let tgz = dir.path().join("bundle.tar.gz");
         for out in [&tar, &tgz] {
-            run_ok(
-                bundler()
-                    .env("SOURCE_DATE_EPOCH", EPOCH)
-                    .args(["create", "--quiet", "-f"])
-                    .arg(&fixtures.spec_path)
-                    .arg("--key")
-                    .arg(&key)
-                    .arg("-o")
-                    .arg(out),
-            );
+            run_ok(&mut create(&fixtures.spec_path, &key, out));
         }
         Self {
             dir,
@@ -114,12 +146,7 @@ impl Built {
 
     /// `sensei-loader verify BUNDLE --key <public>` plus extra args.
     pub fn verify(&self, bundle: &Path, extra: &[&str]) -> Output {
-        run(loader()
-            .arg("verify")
-            .arg(bundle)
-            .arg("--key")
-            .arg(&self.public)
-            .args(extra))
+        verify(bundle, &self.public, extra)
     }
 }
 

@@ -5,3 +5,4 @@ pub mod charts;
 pub mod craft;
 pub mod fixtures;
 pub mod rig;
+pub mod scene;

@@ -5,11 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use sensei_tests::bins::{Built, EPOCH, bundler, loader, run, run_ok};
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use sensei_tests::bins::{Built, EPOCH, bundler, loader, run, run_ok, stderr};
 
 #[test]
 fn keygen_writes_openssl_readable_keys_and_refuses_to_overwrite() {

@@ -3,113 +3,21 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-use sensei_tests::bins::{EPOCH, bundler, loader, run, run_ok};
+use sensei_tests::bins::{assert_exit, create, run, run_ok, stderr};
 use sensei_tests::charts::{
     API_IMAGE, DISCOVERY_CHART, DISCOVERY_VERSION, INIT_IMAGE, METRICS_IMAGE, MIGRATE_IMAGE,
     write_discovery_chart,
 };
-use sensei_tests::fixtures::{FixtureOptions, FixtureSet, write_fixtures};
 use sensei_tests::rig::{self, DockerConfig, FaultProxy, Registry, StaticServer, seed};
-
-/// Fixtures, a key pair and a scratch directory.
-struct Scene {
-    dir: tempfile::TempDir,
-    fixtures: FixtureSet,
-    key: PathBuf,
-    public: PathBuf,
-}
-
-impl Scene {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fixtures =
-            write_fixtures(&dir.path().join("src"), &FixtureOptions::default()).expect("fixtures");
-        let prefix = dir.path().join("release");
-        run_ok(bundler().arg("keygen").arg("--out").arg(&prefix));
-        Self {
-            key: prefix.with_extension("key"),
-            public: prefix.with_extension("pub"),
-            dir,
-            fixtures,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Writes a spec listing `images` (and optional extra YAML) and returns its path.
-    fn spec(&self, name: &str, images: &[String], extra: &str) -> PathBuf {
-        let mut text = format!("name: sensei\nversion: 1.2.0\n{extra}");
-        text.push_str(if images.is_empty() {
-            "images: []\n"
-        } else {
-            "images:\n"
-        });
-        for i in images {
-            text.push_str(&format!("  - {i}\n"));
-        }
-        let path = self.path(name);
-        fs::write(&path, text).expect("write spec");
-        path
-    }
-
-    fn create(&self, spec: &Path, out: &Path, args: &[&str]) -> Output {
-        run(bundler()
-            .env("SOURCE_DATE_EPOCH", EPOCH)
-            .env("DOCKER_CONFIG", self.path("no-docker-config"))
-            .args(["create", "--quiet", "-f"])
-            .arg(spec)
-            .arg("--key")
-            .arg(&self.key)
-            .arg("-o")
-            .arg(out)
-            .args(args))
-    }
-
-    fn verifies(&self, bundle: &Path) -> serde_json::Value {
-        let out = run(loader()
-            .arg("verify")
-            .arg(bundle)
-            .arg("--key")
-            .arg(&self.public)
-            .arg("--json"));
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        serde_json::from_slice(&out.stdout).expect("verify --json")
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(out)
-    );
-}
+use sensei_tests::scene::{Scene, bundle_json, tar_file};
 
 /// The files of a tar, by name.
 fn tar_entries(bundle: &Path) -> BTreeSet<String> {
     let out = run_ok(Command::new("tar").arg("-tf").arg(bundle));
     out.lines().map(str::to_owned).collect()
-}
-
-fn tar_file(bundle: &Path, name: &str) -> Vec<u8> {
-    let out = run(Command::new("tar").arg("-xOf").arg(bundle).arg(name));
-    assert!(out.status.success(), "tar -xOf {name}: {}", stderr(&out));
-    out.stdout
-}
-
-fn bundle_json(bundle: &Path) -> serde_json::Value {
-    serde_json::from_slice(&tar_file(bundle, "bundle.json")).expect("bundle.json")
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -256,16 +164,10 @@ fn tls_and_auth_need_the_ca_and_credentials() {
         "senseitest",
         &[(&registry.host(), "builder", "s3cret-pw")],
     );
-    let out = run(bundler()
-        .env("SOURCE_DATE_EPOCH", EPOCH)
+    let out = run(create(&spec, &scene.key, &scene.path("helper.tar"))
         .env("DOCKER_CONFIG", &helper_dir)
         .env("PATH", helper.path_env())
-        .args(["create", "--quiet", "-f"])
-        .arg(&spec)
-        .args(["--key"])
-        .arg(&scene.key)
-        .args(["--ca-file", &ca, "-o"])
-        .arg(scene.path("helper.tar")));
+        .args(["--ca-file", &ca]));
     assert_exit(&out, 0);
     assert!(!helper.calls().is_empty(), "the helper was never asked");
 

@@ -4,107 +4,19 @@
 //! of a Docker config.json, `sensei-loader push` with `--username --password-stdin`, and both
 //! fail with exit 3 naming the registry without them or with a wrong password.
 
-use std::fs;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use sensei_tests::bins::{EPOCH, bundler, loader, run, run_ok};
-use sensei_tests::fixtures::{FixtureOptions, FixtureSet, write_fixtures};
+use sensei_tests::bins::{assert_exit, loader, run, stderr};
 use sensei_tests::rig::{DockerConfig, Registry, TokenServer, require, seed};
+use sensei_tests::scene::{Scene, bundle_json};
 
 const USER: &str = "builder";
 const PASSWORD: &str = "t0ken-pw";
-
-/// Fixtures, a key pair and a scratch directory.
-struct Scene {
-    dir: tempfile::TempDir,
-    fixtures: FixtureSet,
-    key: PathBuf,
-    public: PathBuf,
-}
-
-impl Scene {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fixtures =
-            write_fixtures(&dir.path().join("src"), &FixtureOptions::default()).expect("fixtures");
-        let prefix = dir.path().join("release");
-        run_ok(bundler().arg("keygen").arg("--out").arg(&prefix));
-        Self {
-            key: prefix.with_extension("key"),
-            public: prefix.with_extension("pub"),
-            dir,
-            fixtures,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Writes a spec listing `images` and returns its path.
-    fn spec(&self, images: &[String]) -> PathBuf {
-        let mut text = String::from("name: sensei\nversion: 1.2.0\nimages:\n");
-        for i in images {
-            text.push_str(&format!("  - {i}\n"));
-        }
-        let path = self.path("spec.yaml");
-        fs::write(&path, text).expect("write spec");
-        path
-    }
-
-    /// `create` with no Docker config unless `args` names one.
-    fn create(&self, spec: &Path, out: &Path, args: &[&str]) -> Output {
-        run(bundler()
-            .env("SOURCE_DATE_EPOCH", EPOCH)
-            .env("DOCKER_CONFIG", self.path("no-docker-config"))
-            .args(["create", "--quiet", "-f"])
-            .arg(spec)
-            .arg("--key")
-            .arg(&self.key)
-            .arg("-o")
-            .arg(out)
-            .args(args))
-    }
-
-    fn verifies(&self, bundle: &Path) -> serde_json::Value {
-        let out = run(loader()
-            .arg("verify")
-            .arg(bundle)
-            .arg("--key")
-            .arg(&self.public)
-            .arg("--json"));
-        assert_exit(&out, 0);
-        serde_json::from_slice(&out.stdout).expect("verify --json")
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(out)
-    );
-}
-
-fn bundle_json(bundle: &Path) -> serde_json::Value {
-    let out = run(Command::new("tar")
-        .arg("-xOf")
-        .arg(bundle)
-        .arg("bundle.json"));
-    assert!(out.status.success(), "tar: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("bundle.json")
-}
 
 fn token_server(registry: &Registry) -> &TokenServer {
     registry.token_server().expect("a token-auth registry")
@@ -243,7 +155,7 @@ fn the_rig_registry_accepts_only_tokens_that_grant_the_scope() {
 fn create_pulls_through_bearer_token_auth_with_config_json_credentials() {
     let scene = Scene::new();
     let (registry, reference, digest) = seeded(&scene);
-    let spec = scene.spec(std::slice::from_ref(&reference));
+    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
     let config = DockerConfig::write(&scene.path("docker"), &[(&registry.host(), USER, PASSWORD)]);
     let before = registry.token_requests();
 
@@ -280,7 +192,7 @@ fn create_pulls_through_bearer_token_auth_with_config_json_credentials() {
 fn create_without_or_with_wrong_credentials_exits_3_naming_the_registry() {
     let scene = Scene::new();
     let (registry, reference, _) = seeded(&scene);
-    let spec = scene.spec(std::slice::from_ref(&reference));
+    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
     let host = registry.host();
 
     // Anonymous: the token service hands out a token granting nothing; the registry says 401.

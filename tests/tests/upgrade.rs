@@ -15,14 +15,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sensei_tests::bins::{Built, loader, run};
+use sensei_tests::bins::{Built, assert_exit, loader, run, stderr};
 use sensei_tests::rig::tools::{helm, helm4};
 
 const REGISTRY: &str = "127.0.0.1:5000/mirror";
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -122,16 +118,6 @@ impl Rig {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         script
     }
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(out)
-    );
 }
 
 #[test]

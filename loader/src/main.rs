@@ -39,11 +39,9 @@ enum Command {
     Upgrade(Box<UpgradeArgs>),
 }
 
+/// Whose signatures a bundle needs: `verify`, `push` and `upgrade` take the same trust flags.
 #[derive(Args, Debug)]
-struct VerifyArgs {
-    /// The bundle: the archive (.tar, .tar.gz) or the directory it was extracted into
-    #[arg(value_name = "BUNDLE")]
-    bundle: PathBuf,
+struct TrustArgs {
     /// A public key you trust (repeatable)
     #[arg(long = "key", value_name = "PUB", required = true)]
     keys: Vec<PathBuf>,
@@ -53,6 +51,63 @@ struct VerifyArgs {
     /// How many distinct trusted keys must have signed
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     threshold: u32,
+}
+
+impl TrustArgs {
+    fn options(self, expected_name: Option<String>) -> TrustOptions {
+        TrustOptions {
+            keys: self.keys,
+            signatures: self.signatures,
+            threshold: self.threshold as usize,
+            expected_name,
+        }
+    }
+}
+
+/// How to reach the target registry: `upgrade` pushes as `push` does, with the same flags.
+#[derive(Args, Debug)]
+struct TargetArgs {
+    /// CA certificates (PEM) to trust for the registry's TLS certificate (repeatable)
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_files: Vec<PathBuf>,
+    /// The registry speaks plain HTTP, not HTTPS
+    #[arg(long)]
+    plain_http: bool,
+    /// Registry user; the password is read from stdin (--password-stdin)
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the registry password (one line) from stdin
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// Docker config.json with the registry's credentials (default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json)
+    #[arg(long, value_name = "CONFIG_JSON", conflicts_with = "username")]
+    registry_config: Option<PathBuf>,
+    /// Blobs uploaded at once
+    #[arg(long, value_name = "N", default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+}
+
+impl TargetArgs {
+    /// The `--password-stdin` password, read now if asked for.
+    fn password(
+        &self,
+        bundle: &std::path::Path,
+    ) -> Result<Option<zeroize::Zeroizing<String>>, LoaderError> {
+        if self.password_stdin {
+            read_password(bundle).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// The bundle: the archive (.tar, .tar.gz) or the directory it was extracted into
+    #[arg(value_name = "BUNDLE")]
+    bundle: PathBuf,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// Reject a bundle of another name than this
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -83,7 +138,14 @@ fn exit_code(e: &LoaderError) -> ExitCode {
 }
 
 fn fail(printer: &Printer, e: LoaderError) -> ! {
-    let code = exit_code(&e);
+    fail_with(printer, exit_code(&e), e)
+}
+
+/// The JSON verdict (with `--json`), the message on stderr, and the exit code.
+fn fail_with<E>(printer: &Printer, code: ExitCode, e: E) -> !
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     printer.json(&serde_json::json!({
         "verdict": if code == ExitCode::Rejected { "rejected" } else { "error" },
         "exitCode": code.code(),
@@ -97,12 +159,7 @@ fn main() {
     match cli.command {
         Command::Verify(args) => {
             let printer = Printer::new(args.json, args.quiet);
-            let trust = TrustOptions {
-                keys: args.keys,
-                signatures: args.signatures,
-                threshold: args.threshold as usize,
-                expected_name: args.name,
-            };
+            let trust = args.trust.options(args.name);
             let reporter = printer.reporter();
             match verify_bundle(&args.bundle, &trust, reporter.as_ref(), &mut ()) {
                 Ok(v) => {
@@ -138,7 +195,12 @@ fn main() {
     Example:\n  sensei-loader upgrade sensei-1.2.0.tar.gz --key release.pub --registry registry.internal \
     --release sensei -n sensei -f values.yaml\n  \
     sensei-loader upgrade sensei-1.2.0.tar.gz --key release.pub --registry registry.internal \
-    --release sensei -n sensei --dry-run"
+    --release sensei -n sensei --dry-run",
+    // Upgrade hands the same file to helm, which pulls the chart with it.
+    mut_arg("registry_config", |a| a.help(
+        "Docker config.json with the registry's credentials, for push and helm \
+        (default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json)"
+    ))
 )]
 struct UpgradeArgs {
     /// The bundle: the archive (.tar, .tar.gz) or the directory it was extracted into
@@ -147,15 +209,8 @@ struct UpgradeArgs {
     /// The internal registry to push to and install from
     #[arg(long, value_name = "HOST[:PORT][/PREFIX]", value_parser = parse_registry)]
     registry: sensei_loader::mapping::Registry,
-    /// A public key you trust (repeatable)
-    #[arg(long = "key", value_name = "PUB", required = true)]
-    keys: Vec<PathBuf>,
-    /// A detached countersignature file (repeatable; BUNDLE.sig beside the bundle is read automatically)
-    #[arg(long = "signature", value_name = "SIGFILE")]
-    signatures: Vec<PathBuf>,
-    /// How many distinct trusted keys must have signed
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    threshold: u32,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// The Helm release to upgrade (or install)
     #[arg(long, value_name = "NAME")]
     release: String,
@@ -197,25 +252,8 @@ struct UpgradeArgs {
     /// The kubeconfig file helm uses
     #[arg(long, value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
-    /// CA certificates (PEM) to trust for the registry
-    #[arg(long, value_name = "PEM")]
-    ca_file: Option<PathBuf>,
-    /// The registry speaks plain HTTP
-    #[arg(long)]
-    plain_http: bool,
-    /// Registry user (the password is read from stdin with --password-stdin)
-    #[arg(long, value_name = "USER", requires = "password_stdin")]
-    username: Option<String>,
-    /// Read the registry password (one line) from stdin
-    #[arg(long, requires = "username")]
-    password_stdin: bool,
-    /// Docker config.json with the registry's credentials, for push and helm (default
-    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json)
-    #[arg(long, value_name = "DOCKER_CONFIG_JSON")]
-    registry_config: Option<PathBuf>,
-    /// Parallel uploads
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    concurrency: Option<u16>,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Print the report as one JSON document on stdout
     #[arg(long)]
     json: bool,
@@ -263,12 +301,7 @@ fn run_upgrade(args: UpgradeArgs) {
             Fault::Input => ExitCode::Usage,
             Fault::Outside => ExitCode::Outside,
         };
-        printer.json(&serde_json::json!({
-            "verdict": if code == ExitCode::Rejected { "rejected" } else { "error" },
-            "exitCode": code.code(),
-            "error": e.to_string(),
-        }));
-        sensei_cli::exit::fail(code, &anyhow::Error::new(e))
+        fail_with(&printer, code, e)
     };
     let Some(state_dir) = args.state_dir.or_else(StateDir::default_dir) else {
         fail_upgrade(UpgradeError::Usage(
@@ -276,30 +309,21 @@ fn run_upgrade(args: UpgradeArgs) {
                 .into(),
         ))
     };
-    let password = if args.password_stdin {
-        match read_password(&args.bundle) {
-            Ok(p) => Some(p),
-            Err(e) => fail_upgrade(UpgradeError::Loader(e)),
-        }
-    } else {
-        None
+    let password = match args.target.password(&args.bundle) {
+        Ok(p) => p,
+        Err(e) => fail_upgrade(UpgradeError::Loader(e)),
     };
     let opts = UpgradeOptions {
         bundle: args.bundle,
-        trust: TrustOptions {
-            keys: args.keys,
-            signatures: args.signatures,
-            threshold: args.threshold as usize,
-            expected_name: None,
-        },
+        trust: args.trust.options(None),
         registry: args.registry,
         push: PushOptions {
-            ca_file: args.ca_file,
-            plain_http: args.plain_http,
-            username: args.username,
+            ca_files: args.target.ca_files,
+            plain_http: args.target.plain_http,
+            username: args.target.username,
             password,
-            registry_config: args.registry_config,
-            concurrency: args.concurrency.map(usize::from),
+            registry_config: args.target.registry_config,
+            concurrency: Some(usize::from(args.target.concurrency)),
         },
         release: args.release,
         namespace: args.namespace,
@@ -366,33 +390,10 @@ struct PushArgs {
     /// The registry to push to (a prefix nests every repository under it)
     #[arg(long, value_name = "HOST[:PORT][/PREFIX]", value_parser = parse_registry)]
     registry: sensei_loader::mapping::Registry,
-    /// A public key you trust (repeatable)
-    #[arg(long = "key", value_name = "PUB", required = true)]
-    keys: Vec<PathBuf>,
-    /// A detached countersignature file (repeatable; BUNDLE.sig beside the bundle is read automatically)
-    #[arg(long = "signature", value_name = "SIGFILE")]
-    signatures: Vec<PathBuf>,
-    /// How many distinct trusted keys must have signed
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    threshold: u32,
-    /// CA certificates (PEM) to trust for the registry's TLS certificate (repeatable)
-    #[arg(long = "ca-file", value_name = "PEM")]
-    ca_files: Vec<PathBuf>,
-    /// The registry speaks plain HTTP, not HTTPS
-    #[arg(long)]
-    plain_http: bool,
-    /// Registry user; the password is read from stdin (--password-stdin)
-    #[arg(long, value_name = "USER", requires = "password_stdin")]
-    username: Option<String>,
-    /// Read the registry password (one line) from stdin
-    #[arg(long, requires = "username")]
-    password_stdin: bool,
-    /// Docker config.json with the registry's credentials (default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json)
-    #[arg(long, value_name = "CONFIG_JSON", conflicts_with = "username")]
-    registry_config: Option<PathBuf>,
-    /// Blobs uploaded at once
-    #[arg(long, value_name = "N", default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=64))]
-    concurrency: u16,
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Verify and print where everything would go; send nothing
     #[arg(long)]
     dry_run: bool,
@@ -429,29 +430,24 @@ fn read_password(bundle: &std::path::Path) -> Result<zeroize::Zeroizing<String>,
 fn run_push(args: PushArgs) {
     use sensei_loader::push::{CredentialSource, Credentials, PushOptions, push_bundle, render};
     let printer = Printer::new(args.json, args.quiet);
-    let credentials = match (&args.username, args.password_stdin) {
-        (Some(user), true) => match read_password(&args.bundle) {
-            Ok(password) => CredentialSource::Explicit(Credentials {
-                username: user.clone(),
-                password,
-            }),
-            Err(e) => fail(&printer, e),
-        },
-        _ => CredentialSource::docker_default(args.registry_config.as_deref()),
+    let target = args.target;
+    let password = match target.password(&args.bundle) {
+        Ok(p) => p,
+        Err(e) => fail(&printer, e),
     };
-    let trust = TrustOptions {
-        keys: args.keys,
-        signatures: args.signatures,
-        threshold: args.threshold as usize,
-        expected_name: None,
+    let credentials = match (target.username, password) {
+        (Some(username), Some(password)) => {
+            CredentialSource::Explicit(Credentials { username, password })
+        }
+        _ => CredentialSource::docker_default(target.registry_config.as_deref()),
     };
     let opts = PushOptions {
-        ca_files: args.ca_files,
-        plain_http: args.plain_http,
+        ca_files: target.ca_files,
+        plain_http: target.plain_http,
         credentials,
-        concurrency: usize::from(args.concurrency),
+        concurrency: usize::from(target.concurrency),
         dry_run: args.dry_run,
-        ..PushOptions::new(args.registry, trust)
+        ..PushOptions::new(args.registry, args.trust.options(None))
     };
     let reporter = printer.reporter();
     match push_bundle(&args.bundle, &opts, reporter.as_ref()) {

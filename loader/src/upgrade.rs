@@ -193,13 +193,15 @@ pub fn upgrade(
             path: std::env::temp_dir(),
             source,
         })?;
-    let (chart_arg, registry_config) = if opts.dry_run {
+    let (chart_arg, registry_config, ca_file) = if opts.dry_run {
         let tgz = chart::extract(&opts.bundle, &verified, chart, &manifests, scratch.path())?;
-        (tgz.display().to_string(), None)
+        (tgz.display().to_string(), None, None)
     } else {
+        let ca_file = helm_ca_file(&opts.push.ca_files, scratch.path())?;
         (
             chart_url.clone(),
-            registry_login(opts, &helm, scratch.path())?,
+            registry_login(opts, &helm, scratch.path(), ca_file.as_deref())?,
+            ca_file,
         )
     };
     let args = upgrade_args(
@@ -208,6 +210,7 @@ pub fn upgrade(
         &chart_arg,
         &chart.version,
         registry_config.as_deref(),
+        ca_file.as_deref(),
     );
     let command = command_line(&helm.path, &args);
     let rollback_command = rollback_command(opts, deployed.as_ref());
@@ -380,6 +383,7 @@ fn registry_login(
     opts: &UpgradeOptions,
     helm: &Helm,
     scratch: &Path,
+    ca_file: Option<&Path>,
 ) -> Result<Option<PathBuf>, UpgradeError> {
     let (Some(user), Some(password)) = (&opts.push.username, &opts.push.password) else {
         // The operator's own Docker config, if named, serves helm as it serves push.
@@ -396,18 +400,45 @@ fn registry_login(
         "--registry-config".into(),
         config.display().to_string(),
     ];
-    args.extend(registry_flags(opts));
+    args.extend(registry_flags(opts, ca_file));
     helm.captured(&args, Some(password.as_bytes()))?;
     Ok(Some(config))
 }
 
-/// How helm reaches the registry: `--plain-http`, `--ca-file`.
-fn registry_flags(opts: &UpgradeOptions) -> Vec<String> {
+/// The one file helm's `--ca-file` takes: none, the operator's only one, or every `--ca-file`
+/// concatenated into `scratch` (helm trusts every certificate in the PEM it is given).
+fn helm_ca_file(files: &[PathBuf], scratch: &Path) -> Result<Option<PathBuf>, LoaderError> {
+    let many = match files {
+        [] => return Ok(None),
+        [one] => return Ok(Some(one.clone())),
+        many => many,
+    };
+    let mut pem = Vec::new();
+    for file in many {
+        let bytes = std::fs::read(file).map_err(|source| LoaderError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        pem.extend_from_slice(&bytes);
+        if !pem.ends_with(b"\n") {
+            pem.push(b'\n');
+        }
+    }
+    let path = scratch.join("ca-files.pem");
+    std::fs::write(&path, pem).map_err(|source| LoaderError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Some(path))
+}
+
+/// How helm reaches the registry: `--plain-http`, `--ca-file` (from [`helm_ca_file`]).
+fn registry_flags(opts: &UpgradeOptions, ca_file: Option<&Path>) -> Vec<String> {
     let mut args = vec![];
     if opts.push.plain_http {
         args.push("--plain-http".to_owned());
     }
-    if let Some(ca) = &opts.push.ca_file {
+    if let Some(ca) = ca_file {
         args.extend(["--ca-file".to_owned(), ca.display().to_string()]);
     }
     args
@@ -420,6 +451,7 @@ fn upgrade_args(
     chart: &str,
     version: &semver::Version,
     registry_config: Option<&Path>,
+    ca_file: Option<&Path>,
 ) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "upgrade".into(),
@@ -439,7 +471,7 @@ fn upgrade_args(
     ]);
     // A chart package from the bundle is read from disk; registry flags only matter for oci://.
     if !opts.dry_run {
-        args.extend(registry_flags(opts));
+        args.extend(registry_flags(opts, ca_file));
     }
     if let Some(config) = registry_config {
         args.extend(["--registry-config".to_owned(), config.display().to_string()]);

@@ -544,13 +544,15 @@ fn a_real_upgrade_pushes_first_then_helm_pulls_the_pushed_chart() {
 
 #[test]
 fn upgrade_reaches_a_tls_registry_with_auth_through_a_docker_config_for_push_and_helm() {
-    use sensei_tests::rig::{DockerConfig, Registry};
+    use sensei_tests::rig::{DockerConfig, Registry, make_tls};
     let r = Rig::new();
     let registry = Registry::tls_auth("deployer", "upgrade-pw");
     let config = DockerConfig::write(
         &r.b.path().join("docker"),
         &[(&registry.host(), "deployer", "upgrade-pw")],
     );
+    // An unrelated CA first: push and helm must trust every --ca-file, not only the first.
+    let other_ca = make_tls(&r.b.path().join("other-ca")).ca_cert;
     let home = r.b.path().join("helm-home");
     let out = run(loader()
         .arg("upgrade")
@@ -558,6 +560,8 @@ fn upgrade_reaches_a_tls_registry_with_auth_through_a_docker_config_for_push_and
         .arg("--key")
         .arg(&r.b.public)
         .args(["--registry", &registry.host()])
+        .arg("--ca-file")
+        .arg(&other_ca)
         .arg("--ca-file")
         .arg(registry.ca_file().unwrap())
         .arg("--registry-config")

@@ -14,8 +14,8 @@ use crate::mapping::{MappedChart, MappedImage, Plan};
 /// How to reach the target registry (the push flags `upgrade` accepts and forwards).
 #[derive(Clone, Default)]
 pub struct PushOptions {
-    /// A PEM bundle of CAs to trust for the registry's TLS certificate (`--ca-file`).
-    pub ca_file: Option<PathBuf>,
+    /// PEM files of CAs to trust for the registry's TLS certificate (`--ca-file`, repeatable).
+    pub ca_files: Vec<PathBuf>,
     /// Talk HTTP, not HTTPS, to the registry (`--plain-http`).
     pub plain_http: bool,
     /// `--username`, with the password read from stdin by the binary (`--password-stdin`).
@@ -31,7 +31,7 @@ pub struct PushOptions {
 impl std::fmt::Debug for PushOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PushOptions")
-            .field("ca_file", &self.ca_file)
+            .field("ca_files", &self.ca_files)
             .field("plain_http", &self.plain_http)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -134,7 +134,7 @@ impl PushStep for RegistryPush {
             request.plan.registry.clone(),
             crate::verify::TrustOptions::default(),
         );
-        opts.ca_files = o.ca_file.iter().cloned().collect();
+        opts.ca_files = o.ca_files.clone();
         opts.plain_http = o.plain_http;
         opts.credentials = match (&o.username, &o.password) {
             (Some(username), Some(password)) => {

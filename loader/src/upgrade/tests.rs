@@ -85,7 +85,6 @@ fn helm_arguments_are_exact_and_user_values_come_last() {
         "a=b".into(),
     ];
     o.push.plain_http = true;
-    o.push.ca_file = Some("/ca.pem".into());
     o.kube.context = Some("prod".into());
     let args = upgrade_args(
         &o,
@@ -93,6 +92,7 @@ fn helm_arguments_are_exact_and_user_values_come_last() {
         "oci://registry.internal:5000/mirror/charts/sensei",
         &semver::Version::new(1, 2, 0),
         None,
+        Some(Path::new("/ca.pem")),
     );
     assert_eq!(
         args.join(" "),
@@ -104,11 +104,37 @@ fn helm_arguments_are_exact_and_user_values_come_last() {
     );
     o.dry_run = true;
     let v = semver::Version::new(1, 2, 0);
-    let args = upgrade_args(&o, &helm(4), "/tmp/sensei-1.2.0.tgz", &v, None);
+    let args = upgrade_args(&o, &helm(4), "/tmp/sensei-1.2.0.tgz", &v, None, None);
     assert_eq!(args.last().unwrap(), "--dry-run=client");
     assert!(!args.contains(&"--plain-http".to_owned()), "{args:?}");
-    let args = upgrade_args(&o, &helm(3), "/tmp/sensei-1.2.0.tgz", &v, None);
+    let args = upgrade_args(&o, &helm(3), "/tmp/sensei-1.2.0.tgz", &v, None, None);
     assert_eq!(args.last().unwrap(), "--dry-run");
+}
+
+#[test]
+fn helm_gets_one_ca_file_holding_every_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(helm_ca_file(&[], dir.path()).unwrap(), None);
+    let a = dir.path().join("a.pem");
+    let b = dir.path().join("b.pem");
+    std::fs::write(&a, "-----A-----").unwrap();
+    std::fs::write(&b, "-----B-----\n").unwrap();
+    // One file is passed as it is; several are concatenated, each on its own lines.
+    assert_eq!(
+        helm_ca_file(std::slice::from_ref(&a), dir.path()).unwrap(),
+        Some(a.clone())
+    );
+    let joined = helm_ca_file(&[a, b.clone()], dir.path()).unwrap().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&joined).unwrap(),
+        "-----A-----\n-----B-----\n"
+    );
+    let missing = dir.path().join("missing.pem");
+    let err = helm_ca_file(&[b, missing.clone()], dir.path()).unwrap_err();
+    assert!(
+        err.to_string().contains(&missing.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]

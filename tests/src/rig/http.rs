@@ -5,7 +5,7 @@
 //! handled: Content-Length and chunked bodies, keep-alive, `Expect: 100-continue`.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -296,6 +296,89 @@ fn copy_exact(r: &mut impl Read, w: &mut impl Write, n: u64) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// One request's head, as a rig server reads it.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub head: Head,
+    pub method: String,
+    /// The request target: path and query.
+    pub target: String,
+    /// The client wants the connection closed after this request (`Connection: close`, or
+    /// HTTP/1.0).
+    pub close: bool,
+}
+
+/// Reads the next request's head. `None` if the client closed the connection.
+pub(crate) fn read_request(r: &mut impl BufRead) -> io::Result<Option<Request>> {
+    let Some(head) = read_head(r)? else {
+        return Ok(None);
+    };
+    let (method, target, version) = head.request_line()?;
+    let close = head.connection_has("close") || version == "HTTP/1.0";
+    Ok(Some(Request {
+        head,
+        method,
+        target,
+        close,
+    }))
+}
+
+/// A response head: the status line, `Content-Type` (if given), `Content-Length: len`, the
+/// `extra` fields, and `Connection: close` if `close`.
+pub(crate) fn response_head(
+    status: u16,
+    content_type: Option<&str>,
+    len: u64,
+    extra: Vec<(String, String)>,
+    close: bool,
+) -> Head {
+    let mut headers = Vec::with_capacity(extra.len() + 3);
+    if let Some(t) = content_type {
+        headers.push(("Content-Type".to_string(), t.to_string()));
+    }
+    headers.push(("Content-Length".to_string(), len.to_string()));
+    headers.extend(extra);
+    if close {
+        headers.push(("Connection".to_string(), "close".to_string()));
+    }
+    Head {
+        start: format!("HTTP/1.1 {status} {}", reason(status)),
+        headers,
+    }
+}
+
+/// A whole response with a body in memory (see [`response_head`]), sent in one write.
+pub(crate) fn write_response(
+    w: &mut impl Write,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    extra: Vec<(String, String)>,
+    close: bool,
+) -> io::Result<()> {
+    let head = response_head(status, Some(content_type), body.len() as u64, extra, close);
+    let mut out = Vec::with_capacity(512 + body.len());
+    head.write_to(&mut out)?;
+    out.extend_from_slice(body);
+    w.write_all(&out)
+}
+
+/// Answers the requests on one connection with `serve_one` until it returns `Ok(false)` (the
+/// connection is done) or fails: any error ends the connection, and the client sees a reset, as
+/// it would from a dying server. `buffer` is the read buffer's size.
+pub(crate) fn serve_connection<F>(stream: TcpStream, buffer: usize, mut serve_one: F)
+where
+    F: FnMut(&mut BufReader<TcpStream>, &mut TcpStream) -> io::Result<bool>,
+{
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(buffer, read_half);
+    let mut writer = stream;
+    while let Ok(true) = serve_one(&mut reader, &mut writer) {}
+    let _ = writer.shutdown(Shutdown::Both);
 }
 
 /// The standard reason phrase, for the statuses the rig produces.

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::http::{
-    Framing, Head, IO_TIMEOUT, Logged, LoopbackServer, RequestLog, copy_framed, lock, read_body,
-    read_head, reason, request_framing, response_framing,
+    Framing, IO_TIMEOUT, Logged, LoopbackServer, Request, RequestLog, copy_framed, lock, read_body,
+    read_head, read_request, request_framing, response_framing, serve_connection, write_response,
 };
 use super::registry::Registry;
 
@@ -99,7 +99,7 @@ impl FaultProxy {
         });
         let handler_shared = shared.clone();
         let server = LoopbackServer::spawn("fault-proxy", move |stream| {
-            serve_client(stream, &handler_shared)
+            serve_connection(stream, 64 * 1024, |r, w| serve_one(r, w, &handler_shared))
         });
         let _ = shared.own_host.set(format!("127.0.0.1:{}", server.port()));
         Self { shared, server }
@@ -176,30 +176,23 @@ struct BodyFaults {
     drop_after: Option<u64>,
 }
 
-fn serve_client(stream: TcpStream, shared: &Shared) {
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-    let mut writer = stream;
-    // Any error ends the connection: the client sees a reset, as it would from a dying server.
-    while let Ok(true) = serve_one(&mut reader, &mut writer, shared) {}
-    let _ = writer.shutdown(Shutdown::Both);
-}
-
 /// Serves one request; `Ok(true)` to keep the connection open.
 fn serve_one(
     reader: &mut BufReader<TcpStream>,
     writer: &mut TcpStream,
     shared: &Shared,
 ) -> io::Result<bool> {
-    let Some(mut head) = read_head(reader)? else {
+    let Some(Request {
+        mut head,
+        method,
+        target: path,
+        close: client_close,
+    }) = read_request(reader)?
+    else {
         return Ok(false);
     };
-    let (method, path, version) = head.request_line()?;
     let framing = request_framing(&head)?;
     let range = head.header("range").map(str::to_string);
-    let client_close = head.connection_has("close") || version == "HTTP/1.0";
     let log = |status: u16| {
         shared.log.push(Logged {
             method: method.clone(),
@@ -407,22 +400,7 @@ fn write_error(
     let body = format!(
         r#"{{"errors":[{{"code":"{code}","message":"injected by the test's FaultProxy ({status})"}}]}}"#
     );
-    let mut headers = vec![
-        ("Content-Type".to_string(), "application/json".to_string()),
-        ("Content-Length".to_string(), body.len().to_string()),
-    ];
-    headers.extend(extra);
-    if close {
-        headers.push(("Connection".to_string(), "close".to_string()));
-    }
-    let head = Head {
-        start: format!("HTTP/1.1 {status} {}", reason(status)),
-        headers,
-    };
-    let mut out = Vec::new();
-    head.write_to(&mut out)?;
-    out.extend_from_slice(body.as_bytes());
-    w.write_all(&out)
+    write_response(w, status, "application/json", body.as_bytes(), extra, close)
 }
 
 #[cfg(test)]

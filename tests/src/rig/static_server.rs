@@ -3,12 +3,13 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use super::http::{
-    Head, Logged, LoopbackServer, RequestLog, copy_framed, read_head, reason, request_framing,
+    Logged, LoopbackServer, Request, RequestLog, copy_framed, read_request, request_framing,
+    response_head, serve_connection,
 };
 
 #[derive(Debug)]
@@ -46,7 +47,7 @@ impl StaticServer {
         });
         let handler_shared = shared.clone();
         let server = LoopbackServer::spawn("static-server", move |stream| {
-            serve_client(stream, &handler_shared)
+            serve_connection(stream, 8 * 1024, |r, w| serve_one(r, w, &handler_shared))
         });
         Self { shared, server }
     }
@@ -77,27 +78,21 @@ impl StaticServer {
     }
 }
 
-fn serve_client(stream: TcpStream, shared: &Shared) {
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = stream;
-    while let Ok(true) = serve_one(&mut reader, &mut writer, shared) {}
-    let _ = writer.shutdown(Shutdown::Both);
-}
-
 fn serve_one(
     reader: &mut BufReader<TcpStream>,
     writer: &mut TcpStream,
     shared: &Shared,
 ) -> io::Result<bool> {
-    let Some(head) = read_head(reader)? else {
+    let Some(Request {
+        head,
+        method,
+        target: path,
+        close,
+    }) = read_request(reader)?
+    else {
         return Ok(false);
     };
-    let (method, path, version) = head.request_line()?;
     copy_framed(reader, &mut io::sink(), request_framing(&head)?)?;
-    let close = head.connection_has("close") || version == "HTTP/1.0";
 
     let is_get = method.eq_ignore_ascii_case("GET");
     let is_head = method.eq_ignore_ascii_case("HEAD");
@@ -108,22 +103,12 @@ fn serve_one(
         _ => (404, None),
     };
 
-    let mut headers = Vec::new();
-    let mut len = 0u64;
-    if let Some((p, f)) = &found {
-        len = f.metadata()?.len();
-        headers.push(("Content-Type".to_string(), content_type(p).to_string()));
-    }
-    headers.push(("Content-Length".to_string(), len.to_string()));
-    if close {
-        headers.push(("Connection".to_string(), "close".to_string()));
-    }
-    let head = Head {
-        start: format!("HTTP/1.1 {status} {}", reason(status)),
-        headers,
+    let (content_type, len) = match &found {
+        Some((p, f)) => (Some(content_type(p)), f.metadata()?.len()),
+        None => (None, 0),
     };
     let mut out = BufWriter::new(&*writer);
-    head.write_to(&mut out)?;
+    response_head(status, content_type, len, Vec::new(), close).write_to(&mut out)?;
     if let (Some((_, mut f)), true) = (found, is_get) {
         io::copy(&mut f, &mut out)?;
     }

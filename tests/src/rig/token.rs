@@ -12,8 +12,8 @@
 //! answers 401 `insufficient_scope`; wrong credentials get 401 from the token service itself.
 
 use std::fs;
-use std::io::{self, BufReader, BufWriter, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{self, BufReader, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +24,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use super::http::{Head, LoopbackServer, copy_framed, lock, read_head, reason, request_framing};
+use super::http::{
+    LoopbackServer, Request, copy_framed, lock, read_request, request_framing, serve_connection,
+    write_response,
+};
 use super::tools::require;
 use crate::bins::run_ok;
 
@@ -113,7 +116,7 @@ impl TokenServer {
         });
         let handler_shared = shared.clone();
         let server = LoopbackServer::spawn("token-server", move |stream| {
-            serve_client(stream, &handler_shared)
+            serve_connection(stream, 8 * 1024, |r, w| serve_one(r, w, &handler_shared))
         });
         Self {
             shared,
@@ -168,27 +171,21 @@ fn make_signer(dir: &Path) -> (PathBuf, PathBuf) {
     (key, cert)
 }
 
-fn serve_client(stream: TcpStream, shared: &Shared) {
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = stream;
-    while let Ok(true) = serve_one(&mut reader, &mut writer, shared) {}
-    let _ = writer.shutdown(Shutdown::Both);
-}
-
 fn serve_one(
     reader: &mut BufReader<TcpStream>,
     writer: &mut TcpStream,
     shared: &Shared,
 ) -> io::Result<bool> {
-    let Some(head) = read_head(reader)? else {
+    let Some(Request {
+        head,
+        method,
+        target,
+        close,
+    }) = read_request(reader)?
+    else {
         return Ok(false);
     };
-    let (method, target, version) = head.request_line()?;
     copy_framed(reader, &mut io::sink(), request_framing(&head)?)?;
-    let close = head.connection_has("close") || version == "HTTP/1.0";
 
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let params = parse_query(query);
@@ -264,23 +261,14 @@ fn serve_one(
         }
     };
 
-    let payload = body.to_string().into_bytes();
-    let mut headers = vec![
-        ("Content-Type".to_string(), "application/json".to_string()),
-        ("Content-Length".to_string(), payload.len().to_string()),
-    ];
-    headers.extend(extra);
-    if close {
-        headers.push(("Connection".to_string(), "close".to_string()));
-    }
-    let response = Head {
-        start: format!("HTTP/1.1 {} {}", entry.status, reason(entry.status)),
-        headers,
-    };
-    let mut out = BufWriter::new(&*writer);
-    response.write_to(&mut out)?;
-    out.write_all(&payload)?;
-    out.flush()?;
+    write_response(
+        writer,
+        entry.status,
+        "application/json",
+        body.to_string().as_bytes(),
+        extra,
+        close,
+    )?;
     lock(&shared.log).push(entry);
     Ok(!close)
 }

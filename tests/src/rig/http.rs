@@ -311,7 +311,7 @@ pub(crate) struct Request {
 }
 
 /// Reads the next request's head. `None` if the client closed the connection.
-pub(crate) fn read_request(r: &mut impl BufRead) -> io::Result<Option<Request>> {
+fn read_request(r: &mut impl BufRead) -> io::Result<Option<Request>> {
     let Some(head) = read_head(r)? else {
         return Ok(None);
     };
@@ -365,19 +365,24 @@ pub(crate) fn write_response(
     w.write_all(&out)
 }
 
-/// Answers the requests on one connection with `serve_one` until it returns `Ok(false)` (the
-/// connection is done) or fails: any error ends the connection, and the client sees a reset, as
-/// it would from a dying server. `buffer` is the read buffer's size.
+/// Reads the requests on one connection and answers each with `serve_one` (given the head, the
+/// reader positioned at the body, and the writer) until the client closes, `serve_one` returns
+/// `Ok(false)` (the connection is done) or anything fails: an error ends the connection, and the
+/// client sees a reset, as it would from a dying server. `buffer` is the read buffer's size.
 pub(crate) fn serve_connection<F>(stream: TcpStream, buffer: usize, mut serve_one: F)
 where
-    F: FnMut(&mut BufReader<TcpStream>, &mut TcpStream) -> io::Result<bool>,
+    F: FnMut(Request, &mut BufReader<TcpStream>, &mut TcpStream) -> io::Result<bool>,
 {
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::with_capacity(buffer, read_half);
     let mut writer = stream;
-    while let Ok(true) = serve_one(&mut reader, &mut writer) {}
+    while let Ok(Some(request)) = read_request(&mut reader) {
+        if !matches!(serve_one(request, &mut reader, &mut writer), Ok(true)) {
+            break;
+        }
+    }
     let _ = writer.shutdown(Shutdown::Both);
 }
 

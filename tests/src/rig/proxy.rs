@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::http::{
     Framing, IO_TIMEOUT, Logged, LoopbackServer, Request, RequestLog, copy_framed, lock, read_body,
-    read_head, read_request, request_framing, response_framing, serve_connection, write_response,
+    read_head, request_framing, response_framing, serve_connection, write_response,
 };
 use super::registry::Registry;
 
@@ -99,7 +99,9 @@ impl FaultProxy {
         });
         let handler_shared = shared.clone();
         let server = LoopbackServer::spawn("fault-proxy", move |stream| {
-            serve_connection(stream, 64 * 1024, |r, w| serve_one(r, w, &handler_shared))
+            serve_connection(stream, 64 * 1024, |q, r, w| {
+                serve_one(q, r, w, &handler_shared)
+            })
         });
         let _ = shared.own_host.set(format!("127.0.0.1:{}", server.port()));
         Self { shared, server }
@@ -178,19 +180,17 @@ struct BodyFaults {
 
 /// Serves one request; `Ok(true)` to keep the connection open.
 fn serve_one(
+    request: Request,
     reader: &mut BufReader<TcpStream>,
     writer: &mut TcpStream,
     shared: &Shared,
 ) -> io::Result<bool> {
-    let Some(Request {
+    let Request {
         mut head,
         method,
         target: path,
         close: client_close,
-    }) = read_request(reader)?
-    else {
-        return Ok(false);
-    };
+    } = request;
     let framing = request_framing(&head)?;
     let range = head.header("range").map(str::to_string);
     let log = |status: u16| {

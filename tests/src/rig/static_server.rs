@@ -8,8 +8,8 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use super::http::{
-    Logged, LoopbackServer, Request, RequestLog, copy_framed, read_request, request_framing,
-    response_head, serve_connection,
+    Logged, LoopbackServer, Request, RequestLog, copy_framed, request_framing, response_head,
+    serve_connection,
 };
 
 #[derive(Debug)]
@@ -47,7 +47,9 @@ impl StaticServer {
         });
         let handler_shared = shared.clone();
         let server = LoopbackServer::spawn("static-server", move |stream| {
-            serve_connection(stream, 8 * 1024, |r, w| serve_one(r, w, &handler_shared))
+            serve_connection(stream, 8 * 1024, |q, r, w| {
+                serve_one(q, r, w, &handler_shared)
+            })
         });
         Self { shared, server }
     }
@@ -79,19 +81,17 @@ impl StaticServer {
 }
 
 fn serve_one(
+    request: Request,
     reader: &mut BufReader<TcpStream>,
     writer: &mut TcpStream,
     shared: &Shared,
 ) -> io::Result<bool> {
-    let Some(Request {
+    let Request {
         head,
         method,
         target: path,
         close,
-    }) = read_request(reader)?
-    else {
-        return Ok(false);
-    };
+    } = request;
     copy_framed(reader, &mut io::sink(), request_framing(&head)?)?;
 
     let is_get = method.eq_ignore_ascii_case("GET");

@@ -25,8 +25,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
 use super::http::{
-    LoopbackServer, Request, copy_framed, lock, read_request, request_framing, serve_connection,
-    write_response,
+    LoopbackServer, Request, copy_framed, lock, request_framing, serve_connection, write_response,
 };
 use super::tools::require;
 use crate::bins::run_ok;
@@ -116,7 +115,9 @@ impl TokenServer {
         });
         let handler_shared = shared.clone();
         let server = LoopbackServer::spawn("token-server", move |stream| {
-            serve_connection(stream, 8 * 1024, |r, w| serve_one(r, w, &handler_shared))
+            serve_connection(stream, 8 * 1024, |q, r, w| {
+                serve_one(q, r, w, &handler_shared)
+            })
         });
         Self {
             shared,
@@ -172,19 +173,17 @@ fn make_signer(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn serve_one(
+    request: Request,
     reader: &mut BufReader<TcpStream>,
     writer: &mut TcpStream,
     shared: &Shared,
 ) -> io::Result<bool> {
-    let Some(Request {
+    let Request {
         head,
         method,
         target,
         close,
-    }) = read_request(reader)?
-    else {
-        return Ok(false);
-    };
+    } = request;
     copy_framed(reader, &mut io::sink(), request_framing(&head)?)?;
 
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));

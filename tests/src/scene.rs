@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::bins::{assert_exit, bundler, create, run, run_ok, stderr, verify};
-use crate::fixtures::{FixtureOptions, FixtureSet, write_fixtures};
+use crate::fixtures::{FixtureImage, FixtureOptions, FixtureSet, write_fixtures};
+use crate::rig::{Registry, seed};
 
 /// Fixtures, a key pair and a scratch directory; no bundle yet (see `bins::Built` for that).
 #[derive(Debug)]
@@ -55,6 +56,26 @@ impl Scene {
         let path = self.path(name);
         fs::write(&path, text).expect("write spec");
         path
+    }
+
+    /// `spec.yaml`, listing only `reference`.
+    pub fn spec_of(&self, reference: &str) -> PathBuf {
+        self.spec("spec.yaml", &[reference.to_owned()], "")
+    }
+
+    /// Seeds the fixture image `layout_ref` (e.g. `api:1.2.0`) into `registry` as
+    /// `sensei/<layout_ref>`; returns the fixture.
+    pub fn seed(&self, registry: &Registry, layout_ref: &str) -> &FixtureImage {
+        let image = self
+            .fixtures
+            .image(layout_ref)
+            .unwrap_or_else(|| panic!("no fixture image {layout_ref}"));
+        seed(
+            registry,
+            &image.skopeo_source,
+            &format!("sensei/{layout_ref}"),
+        );
+        image
     }
 
     /// `sensei-bundler create` signed with the scene's key, with no Docker config unless `args`

@@ -110,10 +110,9 @@ fn registry_images_match_what_skopeo_reports() {
 fn platform_filter_on_a_registry_index_says_what_it_dropped() {
     let scene = Scene::new();
     let registry = Registry::plain();
-    let multi = scene.fixtures.image("multi:1.2.0").expect("multi fixture");
-    seed(&registry, &multi.skopeo_source, "sensei/multi:1.2.0");
+    let multi = scene.seed(&registry, "multi:1.2.0");
     let reference = format!("{}/sensei/multi:1.2.0", registry.host());
-    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+    let spec = scene.spec_of(&reference);
     let bundle = scene.path("b.tar.gz");
     let out = scene.create(
         &spec,
@@ -137,10 +136,9 @@ fn platform_filter_on_a_registry_index_says_what_it_dropped() {
 fn tls_and_auth_need_the_ca_and_credentials() {
     let scene = Scene::new();
     let registry = Registry::tls_auth("builder", "s3cret-pw");
-    let api = scene.fixtures.image("api:1.2.0").expect("api fixture");
-    seed(&registry, &api.skopeo_source, "sensei/api:1.2.0");
+    scene.seed(&registry, "api:1.2.0");
     let reference = format!("{}/sensei/api:1.2.0", registry.host());
-    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+    let spec = scene.spec_of(&reference);
     let ca = registry.ca_file().expect("ca").to_str().unwrap().to_owned();
     let config = DockerConfig::write(
         &scene.path("docker"),
@@ -218,12 +216,11 @@ fn a_corrupted_blob_fails_with_exit_3_and_leaves_nothing() {
     let scene = Scene::new();
     let registry = Registry::plain();
     let proxy = FaultProxy::in_front_of(&registry);
-    let api = scene.fixtures.image("api:1.2.0").expect("api fixture");
-    seed(&registry, &api.skopeo_source, "sensei/api:1.2.0");
+    let api = scene.seed(&registry, "api:1.2.0");
     let layer = api.blobs[0].clone();
     proxy.corrupt_blob(&layer);
     let reference = format!("{}/sensei/api:1.2.0", proxy.host());
-    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+    let spec = scene.spec_of(&reference);
     let out_dir = scene.path("out");
     fs::create_dir(&out_dir).unwrap();
     let out = scene.create(
@@ -241,13 +238,12 @@ fn a_corrupted_blob_fails_with_exit_3_and_leaves_nothing() {
 fn unknown_repositories_and_tags_exit_3_naming_the_reference() {
     let scene = Scene::new();
     let registry = Registry::plain();
-    let api = scene.fixtures.image("api:1.2.0").expect("api fixture");
-    seed(&registry, &api.skopeo_source, "sensei/api:1.2.0");
+    scene.seed(&registry, "api:1.2.0");
     for reference in [
         format!("{}/sensei/nothing:1.2.0", registry.host()),
         format!("{}/sensei/api:9.9.9", registry.host()),
     ] {
-        let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+        let spec = scene.spec_of(&reference);
         let bundle = scene.path("b.tar");
         let out = scene.create(&spec, &bundle, &["--plain-http", &registry.host()]);
         assert_exit(&out, 3);
@@ -265,13 +261,12 @@ fn rides_through_503s_and_resumes_a_dropped_blob_with_range() {
     let scene = Scene::new();
     let registry = Registry::plain();
     let proxy = FaultProxy::in_front_of(&registry);
-    let api = scene.fixtures.image("api:1.2.0").expect("api fixture");
-    seed(&registry, &api.skopeo_source, "sensei/api:1.2.0");
+    let api = scene.seed(&registry, "api:1.2.0");
     let layer = api.blobs[0].clone();
     proxy.fail_with(503, 3, "/blobs/");
     proxy.drop_connection_after(100, &layer);
     let reference = format!("{}/sensei/api:1.2.0", proxy.host());
-    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+    let spec = scene.spec_of(&reference);
     let bundle = scene.path("b.tar");
     let out = scene.create(&spec, &bundle, &["--plain-http", &proxy.host()]);
     assert_exit(&out, 0);
@@ -445,10 +440,9 @@ fn dry_run_resolves_every_digest_and_size_and_fetches_no_layer() {
     let scene = Scene::new();
     let registry = Registry::plain();
     let proxy = FaultProxy::in_front_of(&registry);
-    let api = scene.fixtures.image("api:1.2.0").expect("api fixture");
-    seed(&registry, &api.skopeo_source, "sensei/api:1.2.0");
+    let api = scene.seed(&registry, "api:1.2.0");
     let reference = format!("{}/sensei/api:1.2.0", proxy.host());
-    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+    let spec = scene.spec_of(&reference);
     let bundle = scene.path("never.tar");
     let out = scene.create(
         &spec,

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use sensei_tests::bins::{assert_exit, loader, run, stderr};
-use sensei_tests::rig::{DockerConfig, Registry, TokenServer, require, seed};
+use sensei_tests::rig::{DockerConfig, Registry, TokenServer, require};
 use sensei_tests::scene::{Scene, bundle_json};
 
 const USER: &str = "builder";
@@ -26,10 +26,25 @@ fn token_server(registry: &Registry) -> &TokenServer {
 /// which does the token dance itself); returns it, the reference and the fixture's digest.
 fn seeded(scene: &Scene) -> (Registry, String, String) {
     let registry = Registry::token_auth(USER, PASSWORD);
-    let api = scene.fixtures.image("api:1.2.0").expect("api fixture");
-    seed(&registry, &api.skopeo_source, "sensei/api:1.2.0");
+    let api = scene.seed(&registry, "api:1.2.0");
     let reference = format!("{}/sensei/api:1.2.0", registry.host());
     (registry, reference, api.digest.clone())
+}
+
+/// `create` with the credentials of the Docker config `config`, over plain HTTP to `host`.
+fn create_with_config(
+    scene: &Scene,
+    spec: &Path,
+    bundle: &Path,
+    config: &Path,
+    host: &str,
+) -> Output {
+    let config = config.to_str().expect("utf-8 path");
+    scene.create(
+        spec,
+        bundle,
+        &["--registry-config", config, "--plain-http", host],
+    )
 }
 
 /// `curl -i` output: (status, head and body as text).
@@ -94,26 +109,28 @@ fn the_rig_registry_accepts_only_tokens_that_grant_the_scope() {
     assert_eq!(status, 401);
 
     // An anonymous token grants nothing: the registry refuses it for lack of scope.
-    let token_url = |creds: Option<&str>| {
-        let mut args = vec!["-G".to_owned()];
+    // (status, the answer's JSON or Null) of a pull token request with `creds` (`USER:PASSWORD`).
+    let ask_token = |creds: Option<&str>| {
+        let realm = server.realm();
+        let mut args = vec!["-G"];
         if let Some(c) = creds {
-            args.extend(["-u".to_owned(), c.to_owned()]);
+            args.extend(["-u", c]);
         }
         args.extend([
-            "--data-urlencode".to_owned(),
-            "service=sensei-test-registry".to_owned(),
-            "--data-urlencode".to_owned(),
-            "scope=repository:sensei/api:pull".to_owned(),
-            server.realm(),
+            "--data-urlencode",
+            "service=sensei-test-registry",
+            "--data-urlencode",
+            "scope=repository:sensei/api:pull",
+            &realm,
         ]);
-        args
+        let (status, text) = curl(&args);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let answer = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+        (status, answer, text)
     };
-    let args = token_url(None);
-    let (status, text) = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (status, answer, text) = ask_token(None);
     assert_eq!(status, 200, "{text}");
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let answer: serde_json::Value = serde_json::from_str(body).expect("token JSON");
-    assert_eq!(answer["expires_in"], 300);
+    assert_eq!(answer["expires_in"], 300, "{text}");
     assert_eq!(answer["token"], answer["access_token"]);
     let anonymous = answer["token"].as_str().expect("token");
     let (status, text) = curl(&["-H", &format!("Authorization: Bearer {anonymous}"), &tags]);
@@ -121,16 +138,14 @@ fn the_rig_registry_accepts_only_tokens_that_grant_the_scope() {
     assert!(text.contains("insufficient_scope"), "{text}");
 
     // Wrong credentials: the token service itself says no.
-    let args = token_url(Some(&format!("{USER}:wrong")));
-    let (status, text) = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (status, _, text) = ask_token(Some(&format!("{USER}:wrong")));
     assert_eq!(status, 401, "{text}");
 
     // A token from the right credentials opens the repository.
-    let args = token_url(Some(&format!("{USER}:{PASSWORD}")));
-    let (_, text) = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let answer: serde_json::Value = serde_json::from_str(body).expect("token JSON");
-    let token = answer["token"].as_str().expect("token");
+    let (_, answer, text) = ask_token(Some(&format!("{USER}:{PASSWORD}")));
+    let token = answer["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {text}"));
     let (status, text) = curl(&["-H", &format!("Authorization: Bearer {token}"), &tags]);
     assert_eq!(status, 200, "{text}");
 
@@ -155,21 +170,12 @@ fn the_rig_registry_accepts_only_tokens_that_grant_the_scope() {
 fn create_pulls_through_bearer_token_auth_with_config_json_credentials() {
     let scene = Scene::new();
     let (registry, reference, digest) = seeded(&scene);
-    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+    let spec = scene.spec_of(&reference);
     let config = DockerConfig::write(&scene.path("docker"), &[(&registry.host(), USER, PASSWORD)]);
     let before = registry.token_requests();
 
     let bundle = scene.path("ok.tar");
-    let out = scene.create(
-        &spec,
-        &bundle,
-        &[
-            "--registry-config",
-            config.to_str().expect("utf-8 path"),
-            "--plain-http",
-            &registry.host(),
-        ],
-    );
+    let out = create_with_config(&scene, &spec, &bundle, &config, &registry.host());
     assert_exit(&out, 0);
     scene.verifies(&bundle);
     let manifest = bundle_json(&bundle);
@@ -192,7 +198,7 @@ fn create_pulls_through_bearer_token_auth_with_config_json_credentials() {
 fn create_without_or_with_wrong_credentials_exits_3_naming_the_registry() {
     let scene = Scene::new();
     let (registry, reference, _) = seeded(&scene);
-    let spec = scene.spec("spec.yaml", std::slice::from_ref(&reference), "");
+    let spec = scene.spec_of(&reference);
     let host = registry.host();
 
     // Anonymous: the token service hands out a token granting nothing; the registry says 401.
@@ -216,16 +222,7 @@ fn create_without_or_with_wrong_credentials_exits_3_naming_the_registry() {
     let config = DockerConfig::write(&scene.path("docker"), &[(&host, USER, "wrong-pw")]);
     let before = registry.token_requests();
     let bundle = scene.path("wrong.tar");
-    let out = scene.create(
-        &spec,
-        &bundle,
-        &[
-            "--registry-config",
-            config.to_str().expect("utf-8 path"),
-            "--plain-http",
-            &host,
-        ],
-    );
+    let out = create_with_config(&scene, &spec, &bundle, &config, &host);
     assert_exit(&out, 3);
     let err = stderr(&out);
     assert!(err.contains(&host), "{err}");

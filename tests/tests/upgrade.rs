@@ -49,28 +49,44 @@ impl Rig {
         self.b.path().join("state")
     }
 
-    /// `sensei-loader upgrade BUNDLE` with the key, registry, release, namespace, helm, state
-    /// dir, and helm sandboxed: its own config/cache dirs, the memory driver reading `releases`,
-    /// and a kubeconfig that reaches nothing.
-    fn run(&self, bundle: &Path, helm: &Path, releases: &Path, extra: &[&str]) -> Output {
-        let home = self.b.path().join("helm-home");
-        run(loader()
-            .arg("upgrade")
+    /// `sensei-loader upgrade BUNDLE --key <public>`.
+    fn command(&self, bundle: &Path) -> Command {
+        let mut cmd = loader();
+        cmd.arg("upgrade")
             .arg(bundle)
             .arg("--key")
-            .arg(&self.b.public)
-            .args(["--registry", REGISTRY, "--release", "demo", "-n", "sensei"])
+            .arg(&self.b.public);
+        cmd
+    }
+
+    /// [`Self::command`] to `registry`, release `demo` in namespace `sensei`, with `helm` and
+    /// the state dir.
+    fn release(&self, bundle: &Path, registry: &str, helm: &Path) -> Command {
+        let mut cmd = self.command(bundle);
+        cmd.args(["--registry", registry, "--release", "demo", "-n", "sensei"])
             .arg("--helm")
             .arg(helm)
             .arg("--state-dir")
-            .arg(self.state_dir())
-            .args(extra)
-            .env("HELM_DRIVER", "memory")
+            .arg(self.state_dir());
+        cmd
+    }
+
+    /// Helm sandboxed: its own config/cache/data dirs, the memory driver reading `releases`, and
+    /// a kubeconfig that reaches nothing.
+    fn sandboxed<'c>(&self, cmd: &'c mut Command, releases: &Path) -> &'c mut Command {
+        let home = self.b.path().join("helm-home");
+        cmd.env("HELM_DRIVER", "memory")
             .env("HELM_MEMORY_DRIVER_DATA", releases)
             .env("HELM_CONFIG_HOME", home.join("config"))
             .env("HELM_CACHE_HOME", home.join("cache"))
             .env("HELM_DATA_HOME", home.join("data"))
-            .env("KUBECONFIG", self.b.path().join("no-kubeconfig")))
+            .env("KUBECONFIG", self.b.path().join("no-kubeconfig"))
+    }
+
+    /// [`Self::release`] to [`REGISTRY`] plus `extra`, sandboxed with the memory driver reading
+    /// `releases`.
+    fn run(&self, bundle: &Path, helm: &Path, releases: &Path, extra: &[&str]) -> Output {
+        run(self.sandboxed(self.release(bundle, REGISTRY, helm).args(extra), releases))
     }
 
     /// Upgrade with nothing deployed.
@@ -366,11 +382,8 @@ fn a_bundle_older_than_the_last_one_loaded_here_is_refused_then_allowed() {
 fn bad_input_exits_2_with_a_clear_message() {
     let r = Rig::new();
     // No --release.
-    let out = run(loader()
-        .arg("upgrade")
-        .arg(&r.b.tgz)
-        .arg("--key")
-        .arg(&r.b.public)
+    let out = run(r
+        .command(&r.b.tgz)
         .args(["--registry", REGISTRY, "--dry-run"]));
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("--release"), "{}", stderr(&out));
@@ -383,17 +396,12 @@ fn bad_input_exits_2_with_a_clear_message() {
         "{err}"
     );
 
-    let out = run(loader()
-        .arg("upgrade")
-        .arg(&r.b.tgz)
-        .arg("--key")
-        .arg(&r.b.public)
-        .args([
-            "--registry",
-            "https://registry.internal",
-            "--release",
-            "demo",
-        ]));
+    let out = run(r.command(&r.b.tgz).args([
+        "--registry",
+        "https://registry.internal",
+        "--release",
+        "demo",
+    ]));
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("--plain-http"), "{}", stderr(&out));
 
@@ -435,16 +443,8 @@ fn an_unreachable_cluster_exits_3_and_says_so() {
     )
     .unwrap();
     // Without the memory driver helm must ask the cluster what is deployed.
-    let out = run(loader()
-        .arg("upgrade")
-        .arg(&r.b.tgz)
-        .arg("--key")
-        .arg(&r.b.public)
-        .args(["--registry", REGISTRY, "--release", "demo", "-n", "sensei"])
-        .arg("--helm")
-        .arg(helm4())
-        .arg("--state-dir")
-        .arg(r.state_dir())
+    let out = run(r
+        .release(&r.b.tgz, REGISTRY, &helm4())
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .args(["--kube-context", "x", "--dry-run"])
@@ -488,25 +488,12 @@ fn a_real_upgrade_pushes_first_then_helm_pulls_the_pushed_chart() {
     let r = Rig::new();
     let registry = Registry::plain();
     let proxy = FaultProxy::in_front_of(&registry);
-    let home = r.b.path().join("helm-home");
     // No cluster here: helm pulls the chart from the registry, then fails to reach the cluster.
-    let out = run(loader()
-        .arg("upgrade")
-        .arg(&r.b.tgz)
-        .arg("--key")
-        .arg(&r.b.public)
-        .args(["--registry", &proxy.host(), "--plain-http"])
-        .args(["--release", "demo", "-n", "sensei", "--quiet"])
-        .arg("--helm")
-        .arg(helm4())
-        .arg("--state-dir")
-        .arg(r.state_dir())
-        .env("HELM_DRIVER", "memory")
-        .env("HELM_MEMORY_DRIVER_DATA", &r.empty)
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .env("KUBECONFIG", r.b.path().join("no-kubeconfig")));
+    let out = run(r.sandboxed(
+        r.release(&r.b.tgz, &proxy.host(), &helm4())
+            .args(["--plain-http", "--quiet"]),
+        &r.empty,
+    ));
     assert_exit(&out, 3);
     let err = stderr(&out);
     // Pushed before helm ran: every image tag and the chart are at the target.
@@ -553,30 +540,16 @@ fn upgrade_reaches_a_tls_registry_with_auth_through_a_docker_config_for_push_and
     );
     // An unrelated CA first: push and helm must trust every --ca-file, not only the first.
     let other_ca = make_tls(&r.b.path().join("other-ca")).ca_cert;
-    let home = r.b.path().join("helm-home");
-    let out = run(loader()
-        .arg("upgrade")
-        .arg(&r.b.tgz)
-        .arg("--key")
-        .arg(&r.b.public)
-        .args(["--registry", &registry.host()])
-        .arg("--ca-file")
-        .arg(&other_ca)
-        .arg("--ca-file")
-        .arg(registry.ca_file().unwrap())
-        .arg("--registry-config")
-        .arg(&config)
-        .args(["--release", "demo", "-n", "sensei"])
-        .arg("--helm")
-        .arg(helm4())
-        .arg("--state-dir")
-        .arg(r.state_dir())
-        .env("HELM_DRIVER", "memory")
-        .env("HELM_MEMORY_DRIVER_DATA", &r.empty)
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .env("KUBECONFIG", r.b.path().join("no-kubeconfig")));
+    let out = run(r.sandboxed(
+        r.release(&r.b.tgz, &registry.host(), &helm4())
+            .arg("--ca-file")
+            .arg(&other_ca)
+            .arg("--ca-file")
+            .arg(registry.ca_file().unwrap())
+            .arg("--registry-config")
+            .arg(&config),
+        &r.empty,
+    ));
     // Pushed with the config's credentials; helm pulled the chart with the same file and CA,
     // then stopped at the missing cluster.
     assert_exit(&out, 3);

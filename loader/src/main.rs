@@ -16,10 +16,16 @@ use sensei_loader::{inspect, render};
     about = "Verify Sensei air-gap bundles offline and load them into your registry",
     long_about = "Verify Sensei air-gap bundles offline and load them into your registry.\n\n\
         `verify` checks the signature against the public keys you trust, then every byte, in one pass \
-        that never extracts anything. `inspect` shows what a bundle claims to hold, unverified.",
+        that never extracts anything. `inspect` shows what a bundle claims to hold, unverified. \
+        `push` verifies, then loads every image and chart into your registry with digests \
+        preserved (tags last, nothing written from a bundle that did not verify). `upgrade` does \
+        that, checks the version against the deployed release, and hands off to `helm upgrade` \
+        with the registry override, printing the command that undoes it.",
     after_help = "Exit codes: 0 success, 1 bundle rejected, 2 usage or input error, 3 outside failure (registry, network, helm, disk).\n\
-        Example:\n  sensei-loader verify sensei-1.2.0.tar.gz --key release.pub\n  \
-        sensei-loader verify sensei-1.2.0.tar.gz --key release.pub --key security.pub --threshold 2"
+        Examples:\n  sensei-loader verify sensei-1.2.0.tar.gz --key release.pub\n  \
+        sensei-loader verify sensei-1.2.0.tar.gz --key release.pub --key security.pub --threshold 2\n  \
+        sensei-loader push sensei-1.2.0.tar.gz --key release.pub --registry registry.internal\n  \
+        sensei-loader upgrade sensei-1.2.0.tar.gz --key release.pub --registry registry.internal --release sensei -n sensei -f values.yaml"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -17,10 +17,13 @@ use crate::error::{ErrorKind, RegistryError};
 use crate::retry::RetryPolicy;
 
 mod blob;
+mod catalog;
 mod manifest;
+mod session;
 
 pub use blob::{BlobSink, FileSink};
 pub use manifest::FetchedManifest;
+pub use session::Staged;
 
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]

@@ -8,7 +8,9 @@ pub mod credentials;
 pub mod error;
 pub mod retry;
 
-pub use client::{BlobSink, ClientSettings, FetchedManifest, FileSink, Registry, Repo, SetupError};
+pub use client::{
+    BlobSink, ClientSettings, FetchedManifest, FileSink, Registry, Repo, SetupError, Staged,
+};
 pub use credentials::{CredentialSource, Credentials};
 pub use error::{ErrorKind, RegistryError};
 pub use retry::RetryPolicy;

@@ -3,15 +3,16 @@
 //! [`push_bundle`] runs these steps, stopping at the first failure:
 //!
 //! 1. Trust: `bundle.json`'s signatures must hold before any connection to the registry.
-//!    Then, for a `.tar` or a directory, the tags are checked first: when every one already
-//!    names its signed digest, the registry holds everything the signature covers and the push
-//!    ends there, sending nothing and reading no layer: only `bundle.json`, `index.json` and
-//!    the manifests, each checked against the signed listing (`verify` is the
-//!    command that checks the file itself).
+//!    Then, for a `.tar` or a directory, the manifests are read straight from the bundle
+//!    (each checked against the signed listing) and the registry is asked, with reads only,
+//!    what it holds ([`check`]): its catalog where it offers one (a repository it does not
+//!    list holds nothing), then the tags. When every tag already names its signed digest, the
+//!    registry holds everything the signature covers and the push ends there, sending nothing
+//!    and reading no layer: only `bundle.json`, `index.json` and the manifests (`verify` is
+//!    the command that checks the file itself).
 //! 2. Verify every byte in one streaming pass that keeps `index.json` and the manifests in
-//!    memory ([`collect`]). Meanwhile, for a `.tar` or a directory, the manifests are read
-//!    straight from the bundle (each checked against the signed `bundle.json`) and the
-//!    registry is asked, with reads only, what it already has ([`upload::check`]).
+//!    memory ([`collect`]). Meanwhile, for a `.tar` or a directory, the rest of [`check`] asks
+//!    about blobs and manifests. (A `.tar.gz` holds its manifests last: it asks only after.)
 //! 3. Plan: every image and chart mapped onto the registry (`crate::mapping`), every blob with
 //!    the repositories that need it, manifests children first, tags last ([`graph`]). A bundle
 //!    whose manifests name blobs it does not hold is refused here.
@@ -22,6 +23,7 @@
 //!
 //! [`push_verified`] is steps 3–4 for a caller that has verified the bundle itself.
 
+pub mod check;
 pub mod collect;
 pub mod graph;
 pub mod report;
@@ -108,7 +110,7 @@ pub fn push_bundle(
         &collector.finish(),
         opts,
         reporter,
-        early,
+        early.as_mut(),
     )?;
     report.verify_seconds = Some(verify_seconds);
     Ok(report)
@@ -133,7 +135,7 @@ struct Early {
     runtime: tokio::runtime::Runtime,
     client: sensei_registry::Registry,
     graph: Arc<graph::PushGraph>,
-    checks: tokio::task::JoinHandle<Result<upload::Presence, RegistryError>>,
+    checks: Option<tokio::task::JoinHandle<Result<check::Presence, RegistryError>>>,
     /// The tag check's answer, sent as soon as it is known (before the blob checks).
     tags: Option<tokio::sync::oneshot::Receiver<HashSet<(String, String)>>>,
     /// What the up-to-date report needs: the signed bundle.json, its plan, its signers.
@@ -176,15 +178,17 @@ impl Early {
             opts.concurrency,
         );
         let checks = runtime.spawn(async move {
-            let tags = upload::check_tags(c.clone(), host.clone(), g.clone(), n).await?;
+            let listed = check::listed(&c, &host, &g).await;
+            let tags =
+                check::check_tags(c.clone(), host.clone(), g.clone(), n, listed.clone()).await?;
             let _ = tags_tx.send(tags.clone());
-            upload::check_rest(c, host, g, n, tags).await
+            check::check_rest(c, host, g, n, tags, listed).await
         });
         Some(Self {
             runtime,
             client,
             graph,
-            checks,
+            checks: Some(checks),
             tags: Some(tags_rx),
             trusted_signers: sensei_core::signature::trusted_signers(&signed.signatures).len(),
             manifest: signed.manifest,
@@ -200,7 +204,7 @@ impl Early {
     fn up_to_date(&mut self, bundle: &Path, opts: &PushOptions) -> Option<PushReport> {
         let started = Instant::now();
         let tags = self.runtime.block_on(self.tags.take()?).ok()?;
-        if !upload::up_to_date(&self.graph, &tags) {
+        if !check::up_to_date(&self.graph, &tags) {
             return None;
         }
         let mut report = base_report(
@@ -261,7 +265,7 @@ fn push_with(
     collected: &Collected,
     opts: &PushOptions,
     reporter: &dyn Reporter,
-    early: Option<Early>,
+    early: Option<&mut Early>,
 ) -> Result<PushReport, LoaderError> {
     let started = Instant::now();
     let manifest = &verified.manifest;
@@ -306,13 +310,21 @@ fn push_with(
     };
     let graph = Arc::new(graph);
     // The early checks count only if they were made for the very graph verified now.
+    let fresh_runtime;
     let (runtime, client, early_checks) = match early {
-        Some(e) if *e.graph == *graph => (e.runtime, e.client, Some(e.checks)),
-        _ => (
-            runtime().map_err(io)?,
-            client(opts).map_err(|e| LoaderError::input(bundle, e.to_string()))?,
-            None,
+        Some(e) if *e.graph == *graph => (
+            e.runtime.handle().clone(),
+            e.client.clone(),
+            e.checks.take(),
         ),
+        _ => {
+            fresh_runtime = runtime().map_err(io)?;
+            (
+                fresh_runtime.handle().clone(),
+                client(opts).map_err(|e| LoaderError::input(bundle, e.to_string()))?,
+                None,
+            )
+        }
     };
     let host = opts.registry.host.clone();
     let presence = runtime.block_on(async {
@@ -322,7 +334,7 @@ fn push_with(
             return found;
         }
         // No head start (or the task was lost, which it cannot be by design): ask now.
-        upload::check(
+        check::check(
             client.clone(),
             host.clone(),
             graph.clone(),
@@ -346,6 +358,7 @@ fn push_with(
         source: &source,
         concurrency: opts.concurrency,
         reporter,
+        counters: Arc::default(),
     };
     let result = runtime.block_on(uploader.write(&graph, &presence));
     source.close();

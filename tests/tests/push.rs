@@ -478,9 +478,9 @@ fn rides_through_503s_on_uploads_manifests_and_checks() {
     for bundle in [&b.tar, &b.tgz] {
         let registry = Registry::plain();
         let proxy = FaultProxy::in_front_of(&registry);
-        // The first three blob uploads, a HEAD and two manifest PUTs fail, each once.
+        // The first three blob uploads, the catalog and two manifest PUTs fail, each once.
         proxy.fail(Failure::new(503, 3, "/blobs/uploads/").method("PUT"));
-        proxy.fail(Failure::new(503, 1, "/blobs/sha256:").method("HEAD"));
+        proxy.fail(Failure::new(503, 1, "/v2/_catalog").method("GET"));
         proxy.fail(
             Failure::new(429, 2, "/manifests/")
                 .method("PUT")

@@ -1,16 +1,11 @@
-//! The network half of push, in two phases.
-//!
-//! [`check`] only reads (GET, HEAD), so it may run while the verification pass is still
-//! reading the bundle: which tags already name the right digest (a repository whose tags all
-//! do is complete and needs nothing more), and, in the other repositories, which blobs and
-//! manifests are there.
-//!
-//! [`Uploader::write`] runs once the bundle has verified, in the order that keeps the target
-//! consistent at every moment:
+//! The writing half of push: [`Uploader::write`] runs once the bundle has verified, given
+//! what [`super::check`] found, in the order that keeps the target consistent at every moment:
 //!
 //! 1. Blobs, in parallel (`concurrency` at a time; biggest first, or in archive order for a
 //!    `.tar.gz`). Where one is missing, it is mounted from a repository that has it, else
 //!    uploaded once and mounted into the rest (uploaded if the registry declines a mount).
+//!    A mount also succeeds where the blob already is, so repositories not asked about are
+//!    simply mounted into.
 //! 2. Manifests and indexes by digest, byte for byte, children before parents (by height).
 //! 3. Tags, last: each top manifest under its tag.
 //!
@@ -18,18 +13,17 @@
 //! interrupted anywhere completes on the next run by sending only what is missing. Retries
 //! (connection errors, 5xx, 429) are the registry client's.
 
-use std::collections::{HashMap, HashSet};
 use std::future::ready;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
-use sensei_core::digest::Digest;
 use sensei_core::progress::Reporter;
-use sensei_registry::{ErrorKind, Registry, RegistryError, Repo};
+use sensei_registry::{Registry, RegistryError, Repo};
 use serde::Serialize;
 
+use super::check::Presence;
 use super::graph::{BlobJob, ManifestJob, PushGraph, TagJob};
 use super::source::{BlobStream, Checked, Counters, Kind, Source};
 
@@ -44,158 +38,6 @@ pub enum UploadError {
     /// The bundle's bytes no longer match what was verified.
     #[error("{0}")]
     Changed(String),
-}
-
-/// What the registry already holds, as far as this push is concerned.
-#[derive(Debug, Clone, Default)]
-pub struct Presence {
-    /// (repository, blob) placements that are there.
-    blobs: HashSet<(String, Digest)>,
-    /// (repository, manifest) pairs that are there.
-    manifests: HashSet<(String, Digest)>,
-    /// (repository, tag) pairs that already name the right digest.
-    tags: HashSet<(String, String)>,
-}
-
-impl Presence {
-    /// True if some repository that needs the blob has it: it will be mounted, not read.
-    pub fn has_anywhere(&self, job: &BlobJob) -> bool {
-        job.repos
-            .iter()
-            .any(|r| self.blobs.contains(&(r.clone(), job.digest)))
-    }
-}
-
-/// Finds what is already there, with reads only (see the module docs). Owns its inputs, so
-/// it can run as a task of its own while the bundle is still being verified.
-pub async fn check(
-    registry: Registry,
-    host: String,
-    graph: Arc<PushGraph>,
-    concurrency: usize,
-) -> Result<Presence, RegistryError> {
-    let tags = check_tags(registry.clone(), host.clone(), graph.clone(), concurrency).await?;
-    check_rest(registry, host, graph, concurrency, tags).await
-}
-
-/// The tags that already name the right digest: the first, cheapest question, which alone
-/// tells whether the registry is already up to date.
-pub async fn check_tags(
-    registry: Registry,
-    host: String,
-    graph: Arc<PushGraph>,
-    concurrency: usize,
-) -> Result<HashSet<(String, String)>, RegistryError> {
-    let n = concurrency.max(1);
-    let tags: Vec<_> = graph
-        .tags
-        .iter()
-        .map(|t| {
-            (
-                registry.clone(),
-                Repo::new(host.clone(), t.repo.as_str()),
-                t.tag.clone(),
-                t.digest,
-            )
-        })
-        .collect();
-    let found: Vec<Option<(String, String)>> = stream::iter(tags)
-        .map(|(registry, repo, tag, digest)| async move {
-            match registry.manifest(&repo, &tag, None).await {
-                Ok(m) if m.digest == digest => Ok(Some((repo.path, tag))),
-                Ok(_) => Ok(None),
-                Err(e) if matches!(e.kind, ErrorKind::NotFound) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-        .buffer_unordered(n)
-        .try_collect()
-        .await?;
-    Ok(found.into_iter().flatten().collect())
-}
-
-/// True when every tag already names its digest and no image is pushed by digest alone: the
-/// registry holds everything the signed bundle.json names, so there is nothing to write.
-pub fn up_to_date(graph: &PushGraph, tags: &HashSet<(String, String)>) -> bool {
-    graph
-        .tags
-        .iter()
-        .all(|t| tags.contains(&(t.repo.clone(), t.tag.clone())))
-        && !graph.manifests.iter().any(|m| m.top)
-}
-
-/// The rest of [`check`], given what [`check_tags`] found.
-pub async fn check_rest(
-    registry: Registry,
-    host: String,
-    graph: Arc<PushGraph>,
-    concurrency: usize,
-    tags: HashSet<(String, String)>,
-) -> Result<Presence, RegistryError> {
-    let n = concurrency.max(1);
-    let ask = |path: &str| (registry.clone(), Repo::new(host.clone(), path));
-    let mut presence = Presence {
-        tags,
-        ..Presence::default()
-    };
-
-    // A repository is complete when each of its tags names the right digest (the registry
-    // took that manifest only with everything below it) and no image in it is known by
-    // digest alone.
-    let mut complete: HashMap<String, bool> = HashMap::new();
-    for t in &graph.tags {
-        let here = presence.tags.contains(&(t.repo.clone(), t.tag.clone()));
-        *complete.entry(t.repo.clone()).or_insert(true) &= here;
-    }
-    for m in graph.manifests.iter().filter(|m| m.top) {
-        complete.insert(m.repo.clone(), false);
-    }
-    let is_complete = |r: &str| complete.get(r).copied().unwrap_or(false);
-
-    let mut blobs = vec![];
-    for b in &graph.blobs {
-        for r in &b.repos {
-            if is_complete(r) {
-                presence.blobs.insert((r.clone(), b.digest));
-            } else {
-                blobs.push((ask(r), b.digest));
-            }
-        }
-    }
-    let found: Vec<Option<(String, Digest)>> = stream::iter(blobs)
-        .map(|((registry, repo), digest)| async move {
-            let here = registry.blob_exists(&repo, &digest).await?;
-            Ok::<_, RegistryError>(here.then_some((repo.path, digest)))
-        })
-        .buffer_unordered(n)
-        .try_collect()
-        .await?;
-    presence.blobs.extend(found.into_iter().flatten());
-
-    let mut manifests = vec![];
-    for m in &graph.manifests {
-        if is_complete(&m.repo) {
-            presence.manifests.insert((m.repo.clone(), m.digest));
-        } else {
-            manifests.push((ask(&m.repo), m.digest, m.bytes.len() as u64));
-        }
-    }
-    let found: Vec<Option<(String, Digest)>> = stream::iter(manifests)
-        .map(|((registry, repo), digest, size)| async move {
-            match registry
-                .manifest(&repo, &digest.to_string(), Some((digest, size)))
-                .await
-            {
-                Ok(_) => Ok(Some((repo.path, digest))),
-                Err(e) if matches!(e.kind, ErrorKind::NotFound) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-        .buffer_unordered(n)
-        .try_collect()
-        .await?;
-    presence.manifests.extend(found.into_iter().flatten());
-    Ok(presence)
 }
 
 /// What the push did, counted per (repository, blob) placement, manifest and tag.
@@ -237,6 +79,8 @@ pub struct Uploader<'a> {
     pub source: &'a Source,
     pub concurrency: usize,
     pub reporter: &'a dyn Reporter,
+    /// Blob bytes sent, staged ones included.
+    pub counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Uploader<'_> {
@@ -256,7 +100,7 @@ impl Uploader<'_> {
         presence: &Presence,
     ) -> Result<Counts, UploadError> {
         let tally = Tally::default();
-        let counters = Arc::new(Counters::default());
+        let counters = &self.counters;
         let n = self.concurrency.max(1);
 
         let mut order: Vec<&BlobJob> = graph.blobs.iter().collect();
@@ -269,7 +113,7 @@ impl Uploader<'_> {
         }
         self.reporter.start("push", Some(graph.blob_bytes()));
         stream::iter(order)
-            .map(|job| self.blob(job, presence, &tally, &counters))
+            .map(|job| self.blob(job, presence, &tally, counters))
             .buffer_unordered(n)
             .try_for_each(|()| ready(Ok(())))
             .await?;

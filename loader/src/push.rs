@@ -12,14 +12,25 @@
 //!    the command that checks the file itself).
 //! 2. Verify every byte in one streaming pass that keeps `index.json` and the manifests in
 //!    memory ([`collect`]). Meanwhile, for a `.tar` or a directory, the rest of [`check`] asks
-//!    about blobs and manifests. (A `.tar.gz` holds its manifests last: it asks only after.)
+//!    about blobs and manifests, and then every blob of 1 MiB or more that no repository
+//!    holds is streamed into an upload session ([`stage`]): a POST, then one PATCH with the
+//!    whole blob, read by offset from the `.tar` (or from the directory's file) and hashed
+//!    as it goes. The session is not committed, so nothing is visible yet: no repository
+//!    gets the blob, none appears in the catalog. (A `.tar.gz` holds its manifests last, so
+//!    nothing can be planned before its verification pass ends: it asks and sends only after.)
 //! 3. Plan: every image and chart mapped onto the registry (`crate::mapping`), every blob with
 //!    the repositories that need it, manifests children first, tags last ([`graph`]). A bundle
 //!    whose manifests name blobs it does not hold is refused here.
-//! 4. Only once the whole bundle has verified, write ([`upload`]): blobs (mounted, or one
-//!    streamed upload each, in parallel, read straight from the bundle by [`source`] and hashed
-//!    as they go), then manifests by digest, then tags. Nothing is written to the registry
-//!    from a bundle that did not verify.
+//! 4. Only once the whole bundle has verified, write ([`upload`]): blobs first, in parallel:
+//!    each staged session committed (a PUT naming the digest, which the registry checks; a
+//!    session the registry no longer knows is uploaded again), every other missing blob
+//!    uploaded in one streamed PUT, read straight from the bundle by [`source`] and hashed as
+//!    it goes, and mounted into the other repositories that need it; then manifests by
+//!    digest, then tags.
+//!
+//! On every failure (verification, registry, the bundle changing on disk), the sessions still
+//! open are cancelled (DELETE; a PATCH still streaming is cut first) before push exits:
+//! nothing from a bundle that did not verify is ever committed.
 //!
 //! [`push_verified`] is steps 3–4 for a caller that has verified the bundle itself.
 
@@ -28,6 +39,7 @@ pub mod collect;
 pub mod graph;
 pub mod report;
 pub mod source;
+pub mod stage;
 pub mod upload;
 
 use std::collections::{HashMap, HashSet};
@@ -45,6 +57,7 @@ pub use report::{PushReport, render};
 pub use upload::Counts;
 
 use source::Kind;
+use stage::Staging;
 
 use crate::error::LoaderError;
 use crate::mapping::{self, MappingError, Registry};
@@ -98,11 +111,23 @@ pub fn push_bundle(
     } else {
         Early::start(bundle, opts)
     };
-    if let Some(report) = early.as_mut().and_then(|e| e.up_to_date(bundle, opts)) {
+    if let Some(e) = early.as_mut()
+        && let Some(report) = e.up_to_date(bundle, opts)
+    {
+        e.staging.abandon_blocking(); // nothing was missing, so nothing was staged
         return Ok(report);
     }
     let mut collector = Collector::default();
-    let verified = verify_bundle(bundle, &opts.trust, reporter, &mut collector)?;
+    let verified = match verify_bundle(bundle, &opts.trust, reporter, &mut collector) {
+        Ok(verified) => verified,
+        Err(e) => {
+            // Nothing was committed: the sessions staged meanwhile are cancelled.
+            if let Some(early) = &early {
+                early.staging.abandon_blocking();
+            }
+            return Err(e);
+        }
+    };
     let verify_seconds = started.elapsed().as_secs_f64();
     let mut report = push_with(
         bundle,
@@ -130,12 +155,16 @@ pub fn push_verified(
     push_with(bundle, verified, collected, opts, reporter, None)
 }
 
-/// The registry client and what it found while the bundle was still being verified.
+/// The registry client, what it found while the bundle was still being verified, and the
+/// big blobs it staged meanwhile.
 struct Early {
     runtime: tokio::runtime::Runtime,
     client: sensei_registry::Registry,
     graph: Arc<graph::PushGraph>,
     checks: Option<tokio::task::JoinHandle<Result<check::Presence, RegistryError>>>,
+    staging: Arc<Staging>,
+    /// Bytes sent, the staged ones included.
+    counters: Arc<source::Counters>,
     /// The tag check's answer, sent as soon as it is known (before the blob checks).
     tags: Option<tokio::sync::oneshot::Receiver<HashSet<(String, String)>>>,
     /// What the up-to-date report needs: the signed bundle.json, its plan, its signers.
@@ -145,9 +174,10 @@ struct Early {
 }
 
 impl Early {
-    /// Steps 1 and the read-only half of 2 for a `.tar` or a directory: once the signature
-    /// holds, read the manifests from the bundle and start asking the registry what it has.
-    /// Any problem here just means no head start: the verification pass reports it properly.
+    /// Steps 1 and the concurrent half of 2 for a `.tar` or a directory: once the signature
+    /// holds, read the manifests from the bundle, start asking the registry what it has, then
+    /// stage the big blobs it lacks. Any problem here just means no head start: the
+    /// verification pass reports it properly.
     fn start(bundle: &Path, opts: &PushOptions) -> Option<Self> {
         let kind = source::kind_of(bundle).ok()?;
         if kind == Kind::Gzip {
@@ -170,25 +200,34 @@ impl Early {
         let graph = Arc::new(graph::build(&signed.manifest, &collected, &plan).ok()?);
         let client = client(opts).ok()?;
         let runtime = runtime().ok()?;
+        let source = Arc::new(source::Source::new(bundle, kind, offsets, &[]).ok()?);
+        let staging = Arc::new(Staging::new(client.clone(), runtime.handle().clone()));
+        let counters = Arc::new(source::Counters::default());
         let (tags_tx, tags_rx) = tokio::sync::oneshot::channel();
-        let (c, host, g, n) = (
+        let (c, host, g, n, st, sent) = (
             client.clone(),
             opts.registry.host.clone(),
             graph.clone(),
             opts.concurrency,
+            staging.clone(),
+            counters.clone(),
         );
         let checks = runtime.spawn(async move {
             let listed = check::listed(&c, &host, &g).await;
             let tags =
                 check::check_tags(c.clone(), host.clone(), g.clone(), n, listed.clone()).await?;
             let _ = tags_tx.send(tags.clone());
-            check::check_rest(c, host, g, n, tags, listed).await
+            let presence = check::check_rest(c, host.clone(), g.clone(), n, tags, listed).await?;
+            st.start(&host, &g, &presence, &source, &sent, n);
+            Ok(presence)
         });
         Some(Self {
             runtime,
             client,
             graph,
             checks: Some(checks),
+            staging,
+            counters,
             tags: Some(tags_rx),
             trusted_signers: sensei_core::signature::trusted_signers(&signed.signatures).len(),
             manifest: signed.manifest,
@@ -259,7 +298,31 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Steps 3–4, then, on every way out, the sessions staged early: a push that succeeded has
+/// committed each of them, one that failed commits none.
 fn push_with(
+    bundle: &Path,
+    verified: &Verified,
+    collected: &Collected,
+    opts: &PushOptions,
+    reporter: &dyn Reporter,
+    mut early: Option<&mut Early>,
+) -> Result<PushReport, LoaderError> {
+    let result = push_planned(
+        bundle,
+        verified,
+        collected,
+        opts,
+        reporter,
+        early.as_deref_mut(),
+    );
+    if let Some(early) = early {
+        early.staging.abandon_blocking();
+    }
+    result
+}
+
+fn push_planned(
     bundle: &Path,
     verified: &Verified,
     collected: &Collected,
@@ -309,13 +372,16 @@ fn push_with(
         offsets(kind, &head.manifest_bytes, &head.signature_bytes, manifest)
     };
     let graph = Arc::new(graph);
-    // The early checks count only if they were made for the very graph verified now.
+    // The early checks and sessions count only if they were made for the very graph verified
+    // now (else the sessions are cancelled on the way out).
     let fresh_runtime;
-    let (runtime, client, early_checks) = match early {
+    let (runtime, client, early_checks, staging, counters) = match early {
         Some(e) if *e.graph == *graph => (
             e.runtime.handle().clone(),
             e.client.clone(),
             e.checks.take(),
+            Some(e.staging.clone()),
+            e.counters.clone(),
         ),
         _ => {
             fresh_runtime = runtime().map_err(io)?;
@@ -323,6 +389,8 @@ fn push_with(
                 fresh_runtime.handle().clone(),
                 client(opts).map_err(|e| LoaderError::input(bundle, e.to_string()))?,
                 None,
+                None,
+                Arc::default(),
             )
         }
     };
@@ -358,7 +426,8 @@ fn push_with(
         source: &source,
         concurrency: opts.concurrency,
         reporter,
-        counters: Arc::default(),
+        staging: staging.as_deref(),
+        counters,
     };
     let result = runtime.block_on(uploader.write(&graph, &presence));
     source.close();

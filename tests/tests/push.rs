@@ -4,7 +4,7 @@
 //!
 //! What is checked: digests at the target equal `bundle.json`'s for `.tar`, `.tar.gz` and an
 //! extracted directory; each unique blob is uploaded once and a second push writes nothing; TLS
-//! and credentials work and fail clearly; a hostile bundle writes nothing (an untrusted one
+//! and credentials work and fail clearly; a hostile bundle commits nothing (an untrusted one
 //! sends not one request); a push rides
 //! through 503s and a registry restart, and an interrupted push completes on the next run
 //! sending only what is missing; the pushed chart installs images from the registry; dry run;
@@ -449,13 +449,10 @@ fn hostile_bundles_are_rejected_before_any_write_and_leave_the_registry_empty() 
         let out = run(&mut cmd);
         assert_eq!(out.status.code(), Some(1), "{what}: {}", stderr(&out));
         assert!(stderr(&out).contains(message), "{what}: {}", stderr(&out));
-        // Reads may start once the signature holds (a head start on what the registry has);
-        // writes only after every byte verified; and nothing at all for an untrusted bundle.
-        let writes = proxy
-            .requests()
-            .into_iter()
-            .filter(|r| !matches!(r.method.as_str(), "GET" | "HEAD"));
-        assert_eq!(writes.count(), 0, "{what}: {:#?}", proxy.requests());
+        // Reads may start once the signature holds (a head start on what the registry has),
+        // and so may upload sessions, which nothing can see; commits only after every byte
+        // verified; and nothing at all for an untrusted bundle.
+        assert_nothing_committed(&proxy, what);
         if what == "untrusted signer" {
             assert!(
                 proxy.requests().is_empty(),
@@ -466,6 +463,32 @@ fn hostile_bundles_are_rejected_before_any_write_and_leave_the_registry_empty() 
         proxy.clear_log();
     }
     assert!(registry.catalog().is_empty());
+}
+
+/// What a push that failed verification may have sent: reads, and upload sessions (POST,
+/// PATCH) that it then cancelled (DELETE). No PUT (which commits a blob or puts a manifest or
+/// tag) and no mount (which links a blob into a repository): the registry shows nothing new.
+fn assert_nothing_committed(proxy: &FaultProxy, what: &str) {
+    let requests = proxy.requests();
+    for r in &requests {
+        let allowed = match r.method.as_str() {
+            "GET" | "HEAD" => true,
+            "POST" => r.path.contains("/blobs/uploads/") && !r.path.contains("mount="),
+            "PATCH" | "DELETE" => r.path.contains("/blobs/uploads/"),
+            _ => false,
+        };
+        assert!(
+            allowed,
+            "{what}: {} {} was sent: {requests:#?}",
+            r.method, r.path
+        );
+    }
+    let opened = proxy.count("POST", "/blobs/uploads/");
+    let cancelled = proxy.count("DELETE", "/blobs/uploads/");
+    assert_eq!(
+        opened, cancelled,
+        "{what}: every session opened is cancelled: {requests:#?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -567,7 +590,18 @@ fn a_registry_killed_mid_push_is_ridden_through_and_an_interrupted_push_complete
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_upload(&registry, 64 << 20);
+    // Both die once the small blobs are in (committed right after verification) while the
+    // big one is still streaming into its session (opened while verifying).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored_blobs(&registry).is_empty()
+        || uploads_in_progress(&registry.storage_dir()) < 64 << 20
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no blob was committed mid-upload"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     registry.kill();
     child.kill().unwrap();
     child.wait().unwrap();

@@ -3,9 +3,10 @@
 //!
 //! 1. Blobs, in parallel (`concurrency` at a time; biggest first, or in archive order for a
 //!    `.tar.gz`). Where one is missing, it is mounted from a repository that has it, else
-//!    uploaded once and mounted into the rest (uploaded if the registry declines a mount).
-//!    A mount also succeeds where the blob already is, so repositories not asked about are
-//!    simply mounted into.
+//!    its first copy is made (the session [`super::stage`] filled while the bundle was being
+//!    verified, committed; or one streamed upload) and it is mounted into the rest (uploaded
+//!    if the registry declines a mount). A mount also succeeds where the blob already is, so
+//!    repositories not asked about are simply mounted into.
 //! 2. Manifests and indexes by digest, byte for byte, children before parents (by height).
 //! 3. Tags, last: each top manifest under its tag.
 //!
@@ -26,6 +27,7 @@ use serde::Serialize;
 use super::check::Presence;
 use super::graph::{BlobJob, ManifestJob, PushGraph, TagJob};
 use super::source::{BlobStream, Checked, Counters, Kind, Source};
+use super::stage::Staging;
 
 /// How often a running upload's progress is passed to the reporter.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
@@ -79,6 +81,8 @@ pub struct Uploader<'a> {
     pub source: &'a Source,
     pub concurrency: usize,
     pub reporter: &'a dyn Reporter,
+    /// The sessions staged while the bundle was being verified, committed here.
+    pub staging: Option<&'a Staging>,
     /// Blob bytes sent, staged ones included.
     pub counters: Arc<Counters>,
 }
@@ -178,8 +182,7 @@ impl Uploader<'_> {
                 return Ok(());
             }
             None => {
-                let first = missing.remove(0);
-                self.upload(&first, job, counters).await?;
+                let first = self.first_copy(job, &mut missing, counters).await?;
                 add(&tally.uploaded, 1);
                 first
             }
@@ -204,6 +207,44 @@ impl Uploader<'_> {
             .await?;
         self.source.skip(job);
         Ok(())
+    }
+
+    /// The blob's first copy in the registry, into one of `missing` (taken out of it): its
+    /// staged session committed, else one upload. A session the registry no longer knows (it
+    /// restarted with another secret, or purged it) means an upload after all.
+    async fn first_copy(
+        &self,
+        job: &BlobJob,
+        missing: &mut Vec<Repo>,
+        counters: &Arc<Counters>,
+    ) -> Result<Repo, UploadError> {
+        if let Some(staging) = self.staging
+            && let Some(staged) = staging.wait(&job.digest).await
+            && let Some(i) = missing.iter().position(|r| r == staged.repo())
+        {
+            let repo = missing.remove(i);
+            self.reporter.item(&job.path, Some(job.size));
+            let committed = self.registry.commit_staged(&staged).await;
+            self.reporter.item_done(&job.path);
+            match committed {
+                Ok(()) => {
+                    staging.done(&job.digest);
+                    self.reporter.advance(job.size);
+                    return Ok(repo);
+                }
+                // Left in the set: the push fails, and its sessions are cancelled.
+                Err(e) if e.kind.is_transient() => return Err(e.into()),
+                Err(_) => {
+                    self.registry.cancel_staged(&staged).await;
+                    staging.done(&job.digest);
+                    self.upload(&repo, job, counters).await?;
+                    return Ok(repo);
+                }
+            }
+        }
+        let first = missing.remove(0);
+        self.upload(&first, job, counters).await?;
+        Ok(first)
     }
 
     /// A streamed, hashed upload of one blob, its progress passed to the reporter.

@@ -177,6 +177,10 @@ impl Registry {
         Ok(location(&response, at)?.unwrap_or_else(|| at.to_owned()))
     }
 
+    /// One DELETE, best effort. (docker-registry 2.8 cannot cancel a session whose PATCH was
+    /// cut short: the location's offset is then stale, and its stale-offset path closes the
+    /// upload before cancelling it, so the partial upload stays under `_uploads`, never
+    /// listed, until the registry's upload purging removes it.)
     async fn delete_session(&self, repo: &Repo, at: &str) {
         let _ = self.send_bodiless(repo, at, |http| http.delete(at)).await;
     }

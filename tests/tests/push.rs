@@ -4,8 +4,9 @@
 //!
 //! What is checked: digests at the target equal `bundle.json`'s for `.tar`, `.tar.gz` and an
 //! extracted directory; each unique blob is uploaded once and a second push writes nothing; TLS
-//! and credentials work and fail clearly; a hostile bundle commits nothing (an untrusted one
-//! sends not one request); a push rides
+//! and credentials work and fail clearly; a hostile bundle commits nothing, even when its big
+//! blob was already streaming into an upload session (an untrusted one sends not one
+//! request); a session the registry lost at commit means an upload after all; a push rides
 //! through 503s and a registry restart, and an interrupted push completes on the next run
 //! sending only what is missing; the pushed chart installs images from the registry; dry run;
 //! `load-images.sh` from an extracted bundle.
@@ -489,6 +490,116 @@ fn assert_nothing_committed(proxy: &FaultProxy, what: &str) {
         opened, cancelled,
         "{what}: every session opened is cancelled: {requests:#?}"
     );
+}
+
+/// A bundle with a layer big enough to be streamed into an upload session while the bundle is
+/// still being verified (push stages blobs of 1 MiB and more), and long enough to verify that
+/// the session is open before verification reaches the end.
+fn with_big_layer() -> Built {
+    Built::with_options(&FixtureOptions {
+        big_layer_bytes: 64 << 20,
+        ..FixtureOptions::default()
+    })
+}
+
+/// The digest (hex) of the bundle's biggest blob.
+fn biggest_blob(b: &Built) -> String {
+    let e = entries(b);
+    let big = e
+        .iter()
+        .filter(|x| x.path.starts_with("blobs/sha256/"))
+        .max_by_key(|x| x.body.len())
+        .unwrap();
+    big.path.trim_start_matches("blobs/sha256/").to_owned()
+}
+
+#[test]
+fn a_bundle_that_fails_verification_after_its_big_blob_was_staged_commits_nothing() {
+    let b = with_big_layer();
+    let registry = Registry::plain();
+
+    // A byte flipped in the archive's last layer (configs and manifests follow it): the
+    // verification pass fails only there, long after the big blob began streaming into its
+    // session. (A flipped manifest is caught before any request: push reads the manifests
+    // first, each checked against the signed listing.)
+    let mut e = entries(&b);
+    let last = e
+        .iter()
+        .rposition(|x| x.path.starts_with("blobs/") && !x.body.starts_with(b"{"))
+        .unwrap();
+    let mid = e[last].body.len() / 2;
+    e[last].body[mid] ^= 0xff;
+    let flipped = write(&b, "flipped-last.tar", &craft::write(&e));
+    // Trailing garbage: every blob is intact (the big one may be staged whole), the archive is
+    // not.
+    let mut garbage = craft::write(&entries(&b));
+    garbage.extend_from_slice(b"appended after the end marker\n");
+    let garbage = write(&b, "garbage.tar", &garbage);
+
+    for (what, bundle, message) in [
+        ("flipped byte in the last layer", flipped, "has sha256"),
+        (
+            "trailing garbage",
+            garbage,
+            "data after the end of the archive",
+        ),
+    ] {
+        // A proxy each: a PATCH cut short is logged whenever the proxy notices.
+        let proxy = FaultProxy::in_front_of(&registry);
+        let out = push(&b, &bundle, &proxy.host(), &[]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{what}: {}", stderr(&out));
+        // The big blob's session was opened (its PATCH, cut short, may not be in the log).
+        assert!(
+            proxy.count("POST", "/blobs/uploads/") >= 1,
+            "{what}: the big blob was not staged: {:#?}",
+            proxy.requests()
+        );
+        assert_nothing_committed(&proxy, what);
+        assert!(registry.catalog().is_empty(), "{what}");
+        assert!(registry.tags("sensei/big").is_empty(), "{what}");
+    }
+
+    // The same archive, intact: the staged blob is committed (one PUT without a body), the
+    // rest as usual, and everything lands.
+    let proxy = FaultProxy::in_front_of(&registry);
+    let report = pushed(&push(&b, &b.tar, &proxy.host(), &[]));
+    assert_eq!(proxy.count("PATCH", ""), 1, "{:#?}", proxy.requests());
+    assert_eq!(proxy.count("DELETE", ""), 0, "{:#?}", proxy.requests());
+    assert_eq!(
+        proxy.count("PUT", "/blobs/uploads/") as u64,
+        unique_blobs(&report),
+        "{:#?}",
+        proxy.requests()
+    );
+    assert_landed(&registry, &registry.host(), &Expected::of(&b), "");
+}
+
+#[test]
+fn a_staged_session_lost_at_commit_is_uploaded_again_and_a_busy_commit_is_retried() {
+    let b = with_big_layer();
+    let big = biggest_blob(&b);
+    let expected = Expected::of(&b);
+    for (status, puts) in [(503, 2), (404, 2)] {
+        let registry = Registry::plain();
+        let proxy = FaultProxy::in_front_of(&registry);
+        // The commit of the staged big blob fails once: a 503 is retried on the same session;
+        // a 404 says the registry lost it (restarted with another secret, purged it), so the
+        // blob is uploaded again in a session of its own.
+        proxy.fail(Failure::new(status, 1, &big).method("PUT"));
+        let report = pushed(&push(&b, &b.tar, &proxy.host(), &[]));
+        let big_puts = proxy.count("PUT", &big);
+        assert_eq!(big_puts, puts, "{status}: {:#?}", proxy.requests());
+        let patches = proxy.count("PATCH", "/blobs/uploads/");
+        assert_eq!(patches, 1, "{status}: {:#?}", proxy.requests());
+        if status == 404 {
+            // The lost session is cancelled too (harmless if it is gone).
+            assert_eq!(proxy.count("DELETE", "/blobs/uploads/"), 1);
+            assert!(counts(&report, "bytesSent") > 2 * (64 << 20), "{report}");
+        }
+        assert_eq!(counts(&report, "blobsUploaded"), unique_blobs(&report));
+        assert_landed(&registry, &registry.host(), &expected, "");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

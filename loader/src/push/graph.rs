@@ -8,7 +8,7 @@
 //! are ordered by height (image manifests 0, an index one more than its highest child) so
 //! children always land before their parents; tops that carry a tag are pushed by that tag, last.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
 use sensei_core::digest::Digest;
@@ -50,6 +50,9 @@ pub struct ManifestJob {
     pub height: u32,
     /// An image of the bundle named by digest only (no tag): nothing else shows it is there.
     pub top: bool,
+    /// Every blob below it (through the manifests an index lists, too): what must be in before
+    /// it is put.
+    pub blobs: BTreeSet<Digest>,
 }
 
 /// A top manifest to put under its tag, once everything below it is in.
@@ -60,6 +63,8 @@ pub struct TagJob {
     pub digest: Digest,
     pub media_type: String,
     pub bytes: Bytes,
+    /// Every blob below the tagged manifest.
+    pub blobs: BTreeSet<Digest>,
 }
 
 /// The whole push, in order: blobs, then manifests by height, then tags.
@@ -145,6 +150,14 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// Adds `d` to `blobs` if the bundle holds it (a non-distributable layer it may lack is
+    /// not pushed, so nothing waits for it).
+    fn held(&self, blobs: &mut BTreeSet<Digest>, d: &Descriptor) {
+        if self.blobs.contains_key(&d.digest) {
+            blobs.insert(d.digest);
+        }
+    }
+
     /// Walks a manifest or index into `repo`, children first; returns its index in `manifests`.
     fn walk(
         &mut self,
@@ -178,6 +191,7 @@ impl Builder<'_> {
         let is_index = oci::is_index(&media_type)
             || (!oci::is_manifest(&media_type)
                 && serde_json::from_slice::<oci::Index>(&bytes).is_ok());
+        let mut blobs = BTreeSet::new();
         let height = if is_index {
             let index: oci::Index = serde_json::from_slice(&bytes).map_err(bad)?;
             let mut height = 1;
@@ -188,17 +202,19 @@ impl Builder<'_> {
                 {
                     let i = self.walk(repo, &child.digest, &child.media_type, depth + 1)?;
                     height = height.max(self.manifests[i].height + 1);
+                    blobs.extend(self.manifests[i].blobs.iter().copied());
                     self.children.insert((repo.to_owned(), child.digest));
                 } else {
                     self.blob(repo, child, digest)?;
+                    self.held(&mut blobs, child);
                 }
             }
             height
         } else {
             let manifest: oci::Manifest = serde_json::from_slice(&bytes).map_err(bad)?;
-            self.blob(repo, &manifest.config, digest)?;
-            for layer in &manifest.layers {
-                self.blob(repo, layer, digest)?;
+            for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                self.blob(repo, d, digest)?;
+                self.held(&mut blobs, d);
             }
             0
         };
@@ -209,6 +225,7 @@ impl Builder<'_> {
             bytes,
             height,
             top: false,
+            blobs,
         });
         let i = self.manifests.len() - 1;
         self.walked.insert((repo.to_owned(), *digest), i);
@@ -269,6 +286,7 @@ pub fn build(
                 digest,
                 media_type: m.media_type.clone(),
                 bytes: m.bytes.clone(),
+                blobs: m.blobs.clone(),
             });
         }
     }
@@ -434,6 +452,20 @@ mod tests {
             ]
         );
         assert_eq!(g.tags[0].media_type, oci::OCI_INDEX);
+        // What each must wait for: an index every blob of its children.
+        let of = |bytes: &[&[u8]]| bytes.iter().map(|b| Digest::of(b)).collect::<BTreeSet<_>>();
+        assert!(
+            g.tags[0]
+                .blobs
+                .is_superset(&of(&[b"base", b"app-amd64", b"app-arm64"]))
+        );
+        assert_eq!(
+            g.tags[0].blobs.len(),
+            4,
+            "3 layers and the config both images share"
+        );
+        assert!(g.tags[1].blobs.contains(&Digest::of(b"worker")));
+        assert!(!g.tags[1].blobs.contains(&Digest::of(b"app-amd64")));
         assert_eq!(
             g.placements(),
             g.blobs.iter().map(|b| b.repos.len()).sum::<usize>()

@@ -10,21 +10,28 @@
 //! 2. Manifests and indexes by digest, byte for byte, children before parents (by height).
 //! 3. Tags, last: each top manifest under its tag.
 //!
+//! Each manifest and tag waits only for the blobs below it: what needs none of the big blobs
+//! (1 MiB or more, the slow ones) is put while those are still streaming, and only the rest
+//! waits for them. (Not for a `.tar.gz`, whose blobs all come from one pass in archive order.)
+//!
 //! What is already there is left alone, so a second push writes nothing, and a push
 //! interrupted anywhere completes on the next run by sending only what is missing. Retries
 //! (connection errors, 5xx, 429) are the registry client's.
 
+use std::collections::{BTreeSet, HashSet};
 use std::future::ready;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
+use sensei_core::digest::Digest;
 use sensei_core::progress::Reporter;
 use sensei_registry::{Registry, RegistryError, Repo};
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
-use super::check::Presence;
+use super::check::{BIG_BLOB, Presence};
 use super::graph::{BlobJob, ManifestJob, PushGraph, TagJob};
 use super::source::{BlobStream, Checked, Counters, Kind, Source};
 use super::stage::Staging;
@@ -115,25 +122,32 @@ impl Uploader<'_> {
             // The biggest blob takes longest: start it first so the rest hide behind it.
             order.sort_by_key(|b| (std::cmp::Reverse(b.size), b.file_index));
         }
+        // The big blobs take longest: what needs none of them is put while they are still
+        // going, so only what does waits for them. (A `.tar.gz` reaches its blobs in one pass:
+        // its jobs keep one order.)
+        let slow: HashSet<Digest> = if self.source.kind() == Kind::Gzip {
+            HashSet::new()
+        } else {
+            order
+                .iter()
+                .filter(|b| b.size >= BIG_BLOB)
+                .map(|b| b.digest)
+                .collect()
+        };
+        let waits = |blobs: &BTreeSet<Digest>| blobs.iter().any(|d| slow.contains(d));
+        let (late, early): (Vec<&BlobJob>, Vec<&BlobJob>) =
+            order.into_iter().partition(|b| slow.contains(&b.digest));
+        // One limit for the blobs of both.
+        let slots = Semaphore::new(n);
         self.reporter.start("push", Some(graph.blob_bytes()));
-        stream::iter(order)
-            .map(|job| self.blob(job, presence, &tally, counters))
-            .buffer_unordered(n)
-            .try_for_each(|()| ready(Ok(())))
-            .await?;
+        let early_part = async {
+            self.blobs(early, &slots, presence, &tally).await?;
+            self.manifests_and_tags(graph, presence, &tally, |b| !waits(b))
+                .await
+        };
+        futures_util::try_join!(self.blobs(late, &slots, presence, &tally), early_part)?;
         self.reporter.finish();
-
-        for height in graph.heights() {
-            stream::iter(graph.manifests.iter().filter(|m| m.height == height))
-                .map(|m| self.manifest(m, presence, &tally))
-                .buffer_unordered(n)
-                .try_for_each(|()| ready(Ok(())))
-                .await?;
-        }
-        stream::iter(&graph.tags)
-            .map(|t| self.tag(t, presence, &tally))
-            .buffer_unordered(n)
-            .try_for_each(|()| ready(Ok(())))
+        self.manifests_and_tags(graph, presence, &tally, |b| waits(b))
             .await?;
 
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -147,6 +161,52 @@ impl Uploader<'_> {
             tags_present: get(&tally.tags_present),
             bytes_sent: get(&counters.bytes_sent) + get(&tally.manifest_bytes),
         })
+    }
+
+    /// `jobs` in parallel, each holding one of `slots` while it runs.
+    async fn blobs(
+        &self,
+        jobs: Vec<&BlobJob>,
+        slots: &Semaphore,
+        presence: &Presence,
+        tally: &Tally,
+    ) -> Result<(), UploadError> {
+        stream::iter(jobs)
+            .map(|job| async move {
+                let _slot = slots.acquire().await.ok(); // never closed
+                self.blob(job, presence, tally, &self.counters).await
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .try_for_each(|()| ready(Ok(())))
+            .await
+    }
+
+    /// The manifests (children before parents) and then the tags whose blobs `pick` selects.
+    async fn manifests_and_tags(
+        &self,
+        graph: &PushGraph,
+        presence: &Presence,
+        tally: &Tally,
+        pick: impl Fn(&BTreeSet<Digest>) -> bool,
+    ) -> Result<(), UploadError> {
+        let n = self.concurrency.max(1);
+        for height in graph.heights() {
+            stream::iter(
+                graph
+                    .manifests
+                    .iter()
+                    .filter(|m| m.height == height && pick(&m.blobs)),
+            )
+            .map(|m| self.manifest(m, presence, tally))
+            .buffer_unordered(n)
+            .try_for_each(|()| ready(Ok(())))
+            .await?;
+        }
+        stream::iter(graph.tags.iter().filter(|t| pick(&t.blobs)))
+            .map(|t| self.tag(t, presence, tally))
+            .buffer_unordered(n)
+            .try_for_each(|()| ready(Ok(())))
+            .await
     }
 
     fn repo(&self, path: &str) -> Repo {

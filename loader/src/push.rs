@@ -183,6 +183,18 @@ impl Early {
         if kind == Kind::Gzip {
             return None; // the manifests come last in the stream: nothing to read early
         }
+        // The client and runtime take a few milliseconds to build (the TLS roots): built
+        // meanwhile on another thread; neither connects to anything.
+        std::thread::scope(|s| {
+            let setup = s.spawn(|| Some((client(opts).ok()?, runtime().ok()?)));
+            let early = Self::prepare(bundle, opts, kind);
+            let (client, runtime) = setup.join().ok()??;
+            early.map(|e| e.run(bundle, opts, kind, client, runtime))?
+        })
+    }
+
+    /// The parts of [`Early::start`] that need no client: trust, then the plan.
+    fn prepare(bundle: &Path, opts: &PushOptions, kind: Kind) -> Option<Prepared> {
         let policy = opts.trust.policy(bundle).ok()?;
         let head = read_head(bundle).ok()?;
         let signed = RawHead::new(head.manifest_bytes, &head.signature_bytes, &policy)
@@ -198,8 +210,39 @@ impl Early {
         let collected = Collected::read(bundle, kind, &signed.manifest.files, &offsets).ok()?;
         let plan = mapping::plan(&signed.manifest, &opts.registry).ok()?;
         let graph = Arc::new(graph::build(&signed.manifest, &collected, &plan).ok()?);
-        let client = client(opts).ok()?;
-        let runtime = runtime().ok()?;
+        Some(Prepared {
+            signed,
+            offsets,
+            plan,
+            graph,
+        })
+    }
+}
+
+/// What [`Early::prepare`] found: the signed bundle.json, where its files are, the plan.
+struct Prepared {
+    signed: sensei_core::verify::Signed,
+    offsets: HashMap<String, u64>,
+    plan: mapping::Plan,
+    graph: Arc<graph::PushGraph>,
+}
+
+impl Prepared {
+    /// Starts the checks, then the staging, on `runtime`.
+    fn run(
+        self,
+        bundle: &Path,
+        opts: &PushOptions,
+        kind: Kind,
+        client: sensei_registry::Registry,
+        runtime: tokio::runtime::Runtime,
+    ) -> Option<Early> {
+        let Self {
+            signed,
+            offsets,
+            plan,
+            graph,
+        } = self;
         let source = Arc::new(source::Source::new(bundle, kind, offsets, &[]).ok()?);
         let staging = Arc::new(Staging::new(client.clone(), runtime.handle().clone()));
         let counters = Arc::new(source::Counters::default());
@@ -221,7 +264,7 @@ impl Early {
             st.start(&host, &g, &presence, &source, &sent, n);
             Ok(presence)
         });
-        Some(Self {
+        Some(Early {
             runtime,
             client,
             graph,

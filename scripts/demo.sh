@@ -24,7 +24,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# start_registry NAME: Debian's docker-registry on a free loopback port; prints HOST:PORT.
+# start_registry NAME: Debian's docker-registry on a free loopback port; sets $registry_host.
+# (Not a $(...) call: the pid must reach the cleanup list in this shell.)
 start_registry() {
   local name=$1 port dir
   port=$(free_port)
@@ -39,7 +40,7 @@ EOF
   docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
-    curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && { echo "127.0.0.1:$port"; return; }
+    curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && { registry_host="127.0.0.1:$port"; return; }
     sleep 0.1
   done
   echo "demo: registry $name did not start; its log:" >&2
@@ -51,8 +52,10 @@ step "1. Generate OCI images (shared base layer, multi-arch index, Docker schema
 show "$bin/sensei-fixtures" "$work/src"
 
 step "2. Start a source registry (stands in for registry.example.com) and an internal one"
-src=$(start_registry source)
-dst=$(start_registry internal)
+start_registry source
+src=$registry_host
+start_registry internal
+dst=$registry_host
 echo "source registry:   $src"
 echo "internal registry: $dst"
 for image in api worker multi; do

@@ -26,7 +26,8 @@
 //!    session the registry no longer knows is uploaded again), every other missing blob
 //!    uploaded in one streamed PUT, read straight from the bundle by [`source`] and hashed as
 //!    it goes, and mounted into the other repositories that need it; then manifests by
-//!    digest, then tags.
+//!    digest (children first), then tags, each as soon as every blob below it is in (so what
+//!    needs no big blob does not wait for one).
 //!
 //! On every failure (verification, registry, the bundle changing on disk), the sessions still
 //! open are cancelled (DELETE; a PATCH still streaming is cut first) before push exits:

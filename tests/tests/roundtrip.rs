@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sensei_tests::bins::{Built, EPOCH, bundler, loader, run, run_ok};
+use sensei_tests::bins::{self, Built, assert_exit, loader, run, run_ok, verify};
 use sha2::{Digest as _, Sha256};
 
 fn sha256_hex(path: &Path) -> String {
@@ -182,16 +182,7 @@ fn skopeo_reads_every_image_with_the_same_digests() {
 }
 
 fn create(spec: &Path, key: &Path, out: &Path) {
-    run_ok(
-        bundler()
-            .env("SOURCE_DATE_EPOCH", EPOCH)
-            .args(["create", "--quiet", "-f"])
-            .arg(spec)
-            .arg("--key")
-            .arg(key)
-            .arg("-o")
-            .arg(out),
-    );
+    run_ok(&mut bins::create(spec, key, out));
 }
 
 #[test]
@@ -229,24 +220,10 @@ fn builds_are_byte_identical_also_with_images_listed_in_another_order() {
 fn platform_filter_keeps_a_subset_and_says_so() {
     let b = Built::new();
     let out = b.path().join("amd64.tar");
-    run_ok(
-        bundler()
-            .env("SOURCE_DATE_EPOCH", EPOCH)
-            .args(["create", "--quiet", "--platform", "linux/amd64", "-f"])
-            .arg(&b.fixtures.spec_path)
-            .arg("--key")
-            .arg(&b.key)
-            .arg("-o")
-            .arg(&out),
-    );
-    let report = run_ok(
-        loader()
-            .arg("verify")
-            .arg(&out)
-            .arg("--key")
-            .arg(&b.public)
-            .arg("--json"),
-    );
+    run_ok(bins::create(&b.fixtures.spec_path, &b.key, &out).args(["--platform", "linux/amd64"]));
+    let verified = verify(&out, &b.public, &["--json"]);
+    assert_exit(&verified, 0);
+    let report = String::from_utf8_lossy(&verified.stdout);
     let v: serde_json::Value = serde_json::from_str(&report).unwrap();
     let multi = v["report"]["images"]
         .as_array()

@@ -144,7 +144,7 @@ impl ErrorKind {
 
 /// The error and its sources on one line: reqwest's own message is often just "error sending
 /// request", with the useful part (the certificate problem, "connection refused") underneath.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

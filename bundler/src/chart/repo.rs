@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use sensei_core::digest::{Digest, Hasher};
+use sensei_registry::error::error_chain;
 use url::Url;
 
 use super::{ChartError, MAX_CHART_BYTES, PackagedChart, from_tgz_bytes};
@@ -178,13 +179,15 @@ pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, RepoError>
             problem,
         };
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| invalid(format!("not PEM certificates ({})", chain(&e))))?;
+            .map_err(|e| invalid(format!("not PEM certificates ({})", error_chain(&e))))?;
         if certs.is_empty() {
             return Err(invalid("holds no certificate".to_owned()));
         }
         builder = builder.tls_certs_merge(certs);
     }
-    builder.build().map_err(|e| RepoError::Client(chain(&e)))
+    builder
+        .build()
+        .map_err(|e| RepoError::Client(error_chain(&e)))
 }
 
 /// Downloads chart `name` at `version` from the Helm repository at `repo`: reads its
@@ -274,7 +277,7 @@ async fn get_bounded(
     let network = |e: reqwest::Error| RepoError::Network {
         url: shown(url),
         what,
-        cause: chain(&e.without_url()),
+        cause: error_chain(&e.without_url()),
     };
     let mut response = http.get(url.clone()).send().await.map_err(network)?;
     let status = response.status();
@@ -321,20 +324,4 @@ async fn get_bounded(
         body.extend_from_slice(&chunk);
     }
     Ok((body, hasher.finish()))
-}
-
-/// An error and its causes on one line: reqwest's own message ("error sending request") says
-/// little; the cause (connection refused, certificate unknown) is what the user needs.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -143,9 +143,8 @@ pub fn push_bundle(
 }
 
 /// Pushes a bundle that has just verified (steps 3–4). `collected` comes from a [`Collector`]
-/// that ran in that verification (alone, or in a [`Tee`] with another visitor), or from
-/// [`Collected::rescan`]. Every blob's bytes are hashed again as they are sent, as the bundle
-/// may have changed since.
+/// that ran in that verification (alone, or in a [`Tee`] with another visitor). Every blob's
+/// bytes are hashed again as they are sent, as the bundle may have changed since.
 pub fn push_verified(
     bundle: &Path,
     verified: &Verified,

@@ -54,6 +54,7 @@ pub use state::{LoadedState, StateDir};
 
 use crate::error::LoaderError;
 use crate::mapping::{self, Registry};
+use crate::push::{Collector, Tee};
 use crate::verify::{TrustOptions, verify_bundle};
 
 /// Helm's default wait is 5 minutes; an upgrade of a whole product rolls out longer.
@@ -109,8 +110,15 @@ pub fn upgrade(
     observer.step(&format!("helm {} at {}", helm.version, helm.path.display()));
 
     // 1. Verify.
-    let mut manifests = chart::ChartManifests::for_bundle(&opts.bundle);
-    let verified = verify_bundle(&opts.bundle, &opts.trust, reporter, &mut manifests)?;
+    // One pass feeds both the chart lookup and the push's manifests: a `.tar.gz` is
+    // decompressed once for verification, not once more to find its manifests.
+    let mut visitor = Tee(
+        chart::ChartManifests::for_bundle(&opts.bundle),
+        Collector::default(),
+    );
+    let verified = verify_bundle(&opts.bundle, &opts.trust, reporter, &mut visitor)?;
+    let Tee(manifests, collector) = visitor;
+    let collected = collector.finish();
     let manifest = &verified.manifest;
     observer.step(&format!(
         "verified {} {} ({} trusted signature(s))",
@@ -158,6 +166,7 @@ pub fn upgrade(
     let request = PushRequest {
         bundle: &opts.bundle,
         verified: &verified,
+        collected: &collected,
         plan: &plan,
         options: &opts.push,
         reporter,

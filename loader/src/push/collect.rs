@@ -1,6 +1,6 @@
 //! What push needs from a bundle besides its blobs: `index.json` and every manifest and index,
-//! kept in memory (bounded) as the verifier streams past them, or read again from a bundle that
-//! was verified by someone else's pass ([`Collected::rescan`]).
+//! kept in memory (bounded) as the verifier streams past them (alone, or in a [`Tee`] beside
+//! another visitor of the same pass).
 //!
 //! A file's bytes are kept only once the verifier reports them verified (`file_end`). Which
 //! blobs are manifests is only known from their parents, which come later in the archive, so
@@ -16,10 +16,9 @@ use sensei_core::archive::{TarReader, open_stream};
 use sensei_core::digest::{Digest, Hasher};
 use sensei_core::manifest::FileEntry;
 use sensei_core::oci::{INDEX_FILE, MAX_MANIFEST_BYTES};
-use sensei_core::verify::{Verified, Visitor, read_head};
+use sensei_core::verify::Visitor;
 
-use super::source::{self, Kind};
-use crate::error::LoaderError;
+use super::source::Kind;
 
 /// The most manifest and index bytes kept for one push: far more than any real product
 /// (a manifest is a few KiB), small enough that a hostile bundle can't exhaust memory.
@@ -78,30 +77,6 @@ impl Collected {
             return;
         }
         self.manifests.insert(digest, bytes);
-    }
-
-    /// Reads `index.json` and the manifests of a bundle that has just verified, in one more
-    /// pass (for a caller whose verification did not use a [`Collector`]). Every file kept is
-    /// checked against the sha256 `bundle.json` lists; a mismatch means the bundle changed
-    /// since it was verified.
-    pub fn rescan(bundle: &Path, verified: &Verified) -> Result<Self, LoaderError> {
-        let io = |source| LoaderError::Io {
-            path: bundle.to_owned(),
-            source,
-        };
-        let kind = source::kind_of(bundle).map_err(io)?;
-        let offsets = match kind {
-            Kind::Directory | Kind::Gzip => HashMap::new(),
-            Kind::Tar => {
-                let head = read_head(bundle).map_err(|e| LoaderError::from_verify(e, bundle))?;
-                source::data_offsets(
-                    head.manifest_bytes.len() as u64,
-                    head.signature_bytes.len() as u64,
-                    &verified.manifest.files,
-                )
-            }
-        };
-        Self::read(bundle, kind, &verified.manifest.files, &offsets).map_err(io)
     }
 
     /// Reads `index.json` and every small JSON blob listed in `files` straight from the

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::error::{Fault, PushFailure};
 use crate::mapping::{MappedChart, MappedImage, Plan};
+use crate::push::Collected;
 
 /// How to reach the target registry (the push flags `upgrade` accepts and forwards).
 #[derive(Clone, Default)]
@@ -48,6 +49,9 @@ pub struct PushRequest<'a> {
     /// The archive (`.tar`, `.tar.gz`) or the directory it was extracted into.
     pub bundle: &'a Path,
     pub verified: &'a Verified,
+    /// `index.json` and the manifests, kept by a [`crate::push::Collector`] in that
+    /// verification.
+    pub collected: &'a Collected,
     /// Every image and chart with its target reference (`crate::mapping::plan`).
     pub plan: &'a Plan,
     pub options: &'a PushOptions,
@@ -127,8 +131,6 @@ impl PushStep for RegistryPush {
             registry: registry.clone(),
             source: Box::new(e),
         };
-        let collected =
-            crate::push::Collected::rescan(request.bundle, request.verified).map_err(failure)?;
         let o = request.options;
         let mut opts = crate::push::PushOptions::new(
             request.plan.registry.clone(),
@@ -151,7 +153,7 @@ impl PushStep for RegistryPush {
         let report = crate::push::push_verified(
             request.bundle,
             request.verified,
-            &collected,
+            request.collected,
             &opts,
             request.reporter,
         )

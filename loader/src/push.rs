@@ -430,7 +430,7 @@ fn push_planned(
             fresh_runtime = runtime().map_err(io)?;
             (
                 fresh_runtime.handle().clone(),
-                client(opts).map_err(|e| LoaderError::input(bundle, e.to_string()))?,
+                client(opts).map_err(|e| setup_error(bundle, e))?,
                 None,
                 None,
                 Arc::default(),
@@ -514,6 +514,17 @@ fn base_report(
         verify_seconds: None,
         push_seconds: 0.0,
     }
+}
+
+/// The registry client could not be set up: a bad `--ca-file` is named as the flag's input,
+/// not the bundle's.
+fn setup_error(bundle: &Path, e: sensei_registry::SetupError) -> LoaderError {
+    let input = if e.is_ca_file() {
+        Path::new("--ca-file")
+    } else {
+        bundle
+    };
+    LoaderError::input(input, e.to_string())
 }
 
 /// A registry failure as the loader's outside failure (exit 3), naming the registry first.

@@ -3,7 +3,7 @@
 //! retries what passes and hashes every byte against the digest it must have.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
@@ -104,10 +104,46 @@ pub enum SetupError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("CA file {path} holds no PEM certificate: {message}")]
+    #[error(
+        "CA file {path} holds no PEM certificate ({message}); give a PEM file of one or more CA \
+         certificates (-----BEGIN CERTIFICATE-----)"
+    )]
     CaParse { path: PathBuf, message: String },
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
+}
+
+impl SetupError {
+    /// True when the problem is a `--ca-file` (unreadable, or not PEM certificates).
+    pub fn is_ca_file(&self) -> bool {
+        matches!(self, Self::CaRead { .. } | Self::CaParse { .. })
+    }
+}
+
+/// One `--ca-file`: its PEM text and the certificates parsed from it.
+#[derive(Debug)]
+pub struct CaFile {
+    pub pem: Vec<u8>,
+    pub certs: Vec<reqwest::Certificate>,
+}
+
+/// Reads a `--ca-file`: a PEM bundle of one or more certificates. A file that can't be read,
+/// or holds no certificate, fails naming the file.
+pub fn read_ca_file(path: &Path) -> Result<CaFile, SetupError> {
+    let pem = std::fs::read(path).map_err(|source| SetupError::CaRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    let parse = |message: String| SetupError::CaParse {
+        path: path.to_owned(),
+        message,
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| parse(crate::error::error_chain(&e)))?;
+    if certs.is_empty() {
+        return Err(parse("no BEGIN CERTIFICATE block".into()));
+    }
+    Ok(CaFile { pem, certs })
 }
 
 impl Registry {
@@ -115,21 +151,7 @@ impl Registry {
         let mut oci_certs = vec![];
         let mut http_certs = vec![];
         for path in &settings.ca_files {
-            let pem = std::fs::read(path).map_err(|source| SetupError::CaRead {
-                path: path.clone(),
-                source,
-            })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::CaParse {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(SetupError::CaParse {
-                    path: path.clone(),
-                    message: "no BEGIN CERTIFICATE block".into(),
-                });
-            }
+            let CaFile { pem, certs } = read_ca_file(path)?;
             http_certs.extend(certs);
             oci_certs.push(Certificate {
                 encoding: CertificateEncoding::Pem,

@@ -9,7 +9,8 @@ pub mod error;
 pub mod retry;
 
 pub use client::{
-    BlobSink, ClientSettings, FetchedManifest, FileSink, Registry, Repo, SetupError, Staged,
+    BlobSink, CaFile, ClientSettings, FetchedManifest, FileSink, Registry, Repo, SetupError,
+    Staged, read_ca_file,
 };
 pub use credentials::{CredentialSource, Credentials};
 pub use error::{ErrorKind, RegistryError};

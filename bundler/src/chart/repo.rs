@@ -10,7 +10,7 @@ mod index;
 #[cfg(test)]
 mod tests;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -45,18 +45,9 @@ pub struct RepoChart {
 /// any password hidden); see [`RepoError::is_input`] for the exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    #[error("CA file {}: cannot read it: {source}", path.display())]
-    CaFileRead {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "CA file {}: {problem}; give a PEM file of one or more CA certificates \
-         (-----BEGIN CERTIFICATE-----)",
-        path.display()
-    )]
-    CaFileInvalid { path: PathBuf, problem: String },
+    /// The `--ca-file` (read as the registry client reads it).
+    #[error(transparent)]
+    CaFile(#[from] sensei_registry::SetupError),
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
     #[error(
@@ -157,7 +148,7 @@ impl RepoError {
     /// (network, HTTP status, integrity, a chart or version the repository doesn't have, a
     /// broken download) is an outside failure: exit code 3.
     pub fn is_input(&self) -> bool {
-        matches!(self, Self::CaFileRead { .. } | Self::CaFileInvalid { .. })
+        matches!(self, Self::CaFile(_))
     }
 }
 
@@ -170,20 +161,7 @@ pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, RepoError>
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT);
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|source| RepoError::CaFileRead {
-            path: path.to_owned(),
-            source,
-        })?;
-        let invalid = |problem: String| RepoError::CaFileInvalid {
-            path: path.to_owned(),
-            problem,
-        };
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| invalid(format!("not PEM certificates ({})", error_chain(&e))))?;
-        if certs.is_empty() {
-            return Err(invalid("holds no certificate".to_owned()));
-        }
-        builder = builder.tls_certs_merge(certs);
+        builder = builder.tls_certs_merge(sensei_registry::read_ca_file(path)?.certs);
     }
     builder
         .build()

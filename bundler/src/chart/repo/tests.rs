@@ -223,7 +223,11 @@ fn the_ca_file_must_hold_certificates() -> TestResult {
     std::fs::write(&empty, "not a certificate\n")?;
     let err = http_client(Some(&empty)).expect_err("no certificate");
     assert!(
-        err.is_input() && err.to_string().contains("no certificate"),
+        err.is_input()
+            && err
+                .to_string()
+                .contains("empty.pem holds no PEM certificate")
+            && err.to_string().contains("BEGIN CERTIFICATE"),
         "{err}"
     );
     assert!(http_client(None).is_ok());

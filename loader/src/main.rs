@@ -377,7 +377,9 @@ const PUSH_LONG_ABOUT: &str = "Verify a bundle and push its images and charts to
         4. Manifests and indexes, byte for byte, children first; then the tags, last.\n\n\
         --dry-run stops after step 2 and prints the mapping. Then install with \
         `helm upgrade --install RELEASE oci://REGISTRY[/PREFIX]/charts/NAME --version V \
-        --set global.imageRegistry=REGISTRY[/PREFIX]`, or let `sensei-loader upgrade` do all of it.";
+        --set global.imageRegistry=REGISTRY[/PREFIX]` (pin the chart with \
+        `.../charts/NAME@DIGEST`, the digest push printed, on Helm 3.18 and later), or let \
+        `sensei-loader upgrade` do all of it.";
 
 #[derive(Args, Debug)]
 #[command(

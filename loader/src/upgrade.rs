@@ -16,9 +16,11 @@
 //!    a downgrade `--allow-downgrade`; a version outside the rule has no override (the bundle's
 //!    author says that path is unsupported: go through a release in the rule's range).
 //! 4. Push, through the [`PushStep`] seam. A dry run only computes where everything would go.
-//! 5. Helm: `helm upgrade --install RELEASE oci://REGISTRY[/PREFIX]/charts/NAME --version V
+//! 5. Helm: `helm upgrade --install RELEASE oci://REGISTRY[/PREFIX]/charts/NAME@DIGEST --version V
 //!    --set global.imageRegistry=REGISTRY[/PREFIX] -f … --set … --wait --timeout T`, the user's
-//!    `-f`/`--set` after ours so they can override it. A dry run gives helm the chart package
+//!    `-f`/`--set` after ours so they can override it. The chart is pinned by the digest the
+//!    bundle signed, so a tag moved after the push changes nothing (Helm before 3.18 pulls by
+//!    tag only: it gets the plain URL and a warning). A dry run gives helm the chart package
 //!    from the verified bundle (no registry needed) and helm's client-side `--dry-run`. The
 //!    command is announced before it runs and helm's output streams to the observer.
 //! 6. Report: the new revision, and `helm rollback RELEASE PREVIOUS` (or `helm uninstall` after
@@ -208,7 +210,7 @@ pub fn upgrade(
     } else {
         let ca_file = helm_ca_file(&opts.push.ca_files, scratch.path())?;
         (
-            chart_url.clone(),
+            pinned_chart(&helm, &chart_url, chart, observer),
             registry_login(opts, &helm, scratch.path(), ca_file.as_deref())?,
             ca_file,
         )
@@ -439,6 +441,27 @@ fn helm_ca_file(files: &[PathBuf], scratch: &Path) -> Result<Option<PathBuf>, Lo
         source,
     })?;
     Ok(Some(path))
+}
+
+/// The pushed chart as helm is to pull it: by its digest where helm can (3.18 and later), so
+/// a tag moved between the push and helm's pull cannot change what is installed; else by the
+/// tag `--version` names, which the observer is told.
+fn pinned_chart(
+    helm: &Helm,
+    chart_url: &str,
+    chart: &ChartEntry,
+    observer: &dyn Observer,
+) -> String {
+    if helm.pulls_oci_by_digest() {
+        format!("{chart_url}@{}", chart.digest)
+    } else {
+        observer.step(&format!(
+            "warning: helm {} pulls charts by tag only (by digest from Helm 3.18): it gets {} \
+             by its tag {}",
+            helm.version, chart.name, chart.version
+        ));
+        chart_url.to_owned()
+    }
 }
 
 /// How helm reaches the registry: `--plain-http`, `--ca-file` (from [`helm_ca_file`]).

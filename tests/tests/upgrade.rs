@@ -511,16 +511,27 @@ fn a_real_upgrade_pushes_first_then_helm_pulls_the_pushed_chart() {
         );
     }
     assert_eq!(registry.tags("charts/demo"), vec!["1.2.0".to_owned()]);
-    // helm got the pushed chart's URL and fetched its content from the registry.
+    // helm got the pushed chart pinned by the digest the bundle signed, and fetched it by that
+    // digest, never by its tag (which could have moved since the push).
+    let digest = sensei_tests::scene::bundle_json(&r.b.tar)["charts"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        registry.manifest_digest("charts/demo:1.2.0").as_deref(),
+        Some(digest.as_str())
+    );
     assert!(
         err.contains(&format!(
-            "oci://{}/charts/demo --version 1.2.0",
+            "oci://{}/charts/demo@{digest} --version 1.2.0",
             proxy.host()
         )),
         "{err}"
     );
     assert!(
-        proxy.count("GET", "/v2/charts/demo/blobs/") >= 1,
+        proxy.count("GET", &format!("/v2/charts/demo/manifests/{digest}")) >= 1
+            && proxy.count("GET", "/v2/charts/demo/manifests/1.2.0") == 0
+            && proxy.count("GET", "/v2/charts/demo/blobs/") >= 1,
         "{:?}",
         proxy.requests()
     );
@@ -559,8 +570,13 @@ fn upgrade_reaches_a_tls_registry_with_auth_through_a_docker_config_for_push_and
         vec!["1.2.0".to_owned()],
         "{err}"
     );
+    // By the digest the bundle signed.
+    let digest = sensei_tests::scene::bundle_json(&r.b.tar)["charts"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        err.contains(&format!("Pulled: {}/charts/demo:1.2.0", registry.host())),
+        err.contains(&format!("Pulled: {}/charts/demo@{digest}", registry.host())),
         "{err}"
     );
     assert!(err.contains("cannot reach the Kubernetes cluster"), "{err}");

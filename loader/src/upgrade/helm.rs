@@ -85,6 +85,21 @@ impl Helm {
         }
     }
 
+    /// Whether this helm pulls an OCI chart by digest (`oci://HOST/REPO@sha256:...`): Helm 3.18
+    /// and later (helm/helm#12690). Older ones resolve only tags.
+    pub fn pulls_oci_by_digest(&self) -> bool {
+        let mut parts = self
+            .version
+            .trim_start_matches('v')
+            .split(['.', '+', '-'])
+            .map(|p| p.parse::<u64>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(major), _) if major >= 4 => true,
+            (Some(3), Some(minor)) => minor >= 18,
+            _ => false,
+        }
+    }
+
     /// Runs helm, returning its stdout; a failure carries the end of its stderr.
     pub fn captured(&self, args: &[String], stdin: Option<&[u8]>) -> Result<String, UpgradeError> {
         run_captured(&self.path, args, stdin)
@@ -293,6 +308,27 @@ mod tests {
         assert_eq!(shell_quote(""), "''");
         let line = command_line(Path::new("/usr/bin/helm"), &["list".into(), "x y".into()]);
         assert_eq!(line, "/usr/bin/helm list 'x y'");
+    }
+
+    #[test]
+    fn digest_pulls_from_helm_3_18_on() {
+        let helm = |version: &str| Helm {
+            path: "helm".into(),
+            version: version.into(),
+            major: 3,
+        };
+        for yes in [
+            "v3.18.0",
+            "v3.19.0+g3d8990f",
+            "v3.20.1",
+            "v4.1.4+g05fa379",
+            "v10.0.0",
+        ] {
+            assert!(helm(yes).pulls_oci_by_digest(), "{yes}");
+        }
+        for no in ["v3.17.3+ge4da497", "v3.8.0", "v3", "", "vx.y"] {
+            assert!(!helm(no).pulls_oci_by_digest(), "{no}");
+        }
     }
 
     #[test]

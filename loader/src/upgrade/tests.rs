@@ -271,3 +271,36 @@ fn compatibility_refusals_name_versions_rule_and_flag() {
         "{msg}"
     );
 }
+
+#[test]
+fn the_chart_is_pinned_by_digest_where_helm_can_pull_by_digest() {
+    #[derive(Default)]
+    struct Steps(std::sync::Mutex<Vec<String>>);
+    impl Observer for Steps {
+        fn step(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_owned());
+        }
+    }
+    let entry = chart("sensei", "1.2.0");
+    let url = "oci://registry.internal/charts/sensei";
+    let with = |version: &str| {
+        let steps = Steps::default();
+        let helm = Helm {
+            path: "helm".into(),
+            version: version.into(),
+            major: 3,
+        };
+        let arg = pinned_chart(&helm, url, &entry, &steps);
+        (arg, steps.0.into_inner().unwrap())
+    };
+    let (arg, steps) = with("v3.19.0+g3d8990f");
+    assert_eq!(arg, format!("{url}@{}", entry.digest));
+    assert!(steps.is_empty(), "{steps:?}");
+    let (arg, steps) = with("v3.17.3+ge4da497");
+    assert_eq!(arg, url);
+    assert_eq!(steps.len(), 1);
+    assert!(
+        steps[0].contains("v3.17.3") && steps[0].contains("by tag") && steps[0].contains("3.18"),
+        "{steps:?}"
+    );
+}

@@ -119,7 +119,7 @@ done
 compare repushA : "$(ours a.tar)" : 'sh "$dir/skopeo-a.sh" "$REG_HOST"'
 compare repushB : "$(ours b.tar)" : 'sh "$dir/skopeo-b.sh" "$REG_HOST"'
 reg_stop
-rm -rf "$dir/registry/storage"
+reg_wipe "$dir/registry"
 
 phases() { # NAME -> where our time went, from our --json reports
   [ "$push_ok" = 1 ] || return 0

@@ -16,7 +16,7 @@ use sensei_bundler::{keys, sign};
 use sensei_cli::exit::fail;
 use sensei_cli::{ExitCode, Printer};
 use sensei_core::spec::{BundleSpec, Platform};
-use sensei_registry::{ClientSettings, CredentialSource, Registry, RetryPolicy};
+use sensei_registry::{ClientSettings, CredentialSource, Registry, RetryNotice, RetryPolicy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -227,6 +227,10 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
         plain_http: args.plain_http.clone(),
         credentials: CredentialSource::docker_default(args.registry_config.as_deref()),
         retry: RetryPolicy::default(),
+        // Each retry as a warning (unless --quiet): a pull that retries can take many seconds.
+        on_retry: Some(RetryNotice::new(move |retrying| {
+            printer.warn(&retrying.to_string())
+        })),
     })
     .map_err(|e| BundleError::Input(InputError::Other(e.to_string())))?;
     let http = http_client(args.ca_file.as_deref()).map_err(|e| {

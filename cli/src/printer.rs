@@ -61,10 +61,16 @@ impl Printer {
         }
     }
 
-    /// A warning on stderr (shown unless --quiet).
+    /// A warning on stderr (shown unless --quiet). With progress bars on screen it is printed
+    /// above them (a plain write would be wiped by their next redraw).
     pub fn warn(&self, text: &str) {
-        if self.mode != OutputMode::Quiet {
-            eprintln!("warning: {text}");
+        if self.mode == OutputMode::Quiet {
+            return;
+        }
+        let bars = DRAWING.lock().ok().and_then(|m| m.clone());
+        match bars {
+            Some(multi) => multi.suspend(|| eprintln!("warning: {text}")),
+            None => eprintln!("warning: {text}"),
         }
     }
 
@@ -78,6 +84,9 @@ impl Printer {
     }
 }
 
+/// The bars on screen, if any, so that warnings can be printed above them.
+static DRAWING: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
 /// indicatif bars: one total bar (bytes, rate, ETA) and a bar for each large item in flight.
 struct Bars {
     multi: MultiProgress,
@@ -90,10 +99,22 @@ const ITEM_BAR_MIN: u64 = 8 * 1024 * 1024;
 
 impl Bars {
     fn new() -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        if let Ok(mut drawing) = DRAWING.lock() {
+            *drawing = Some(multi.clone());
+        }
         Self {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)),
+            multi,
             total: Mutex::new(None),
             items: Mutex::new(vec![]),
+        }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        if let Ok(mut drawing) = DRAWING.lock() {
+            *drawing = None;
         }
     }
 }

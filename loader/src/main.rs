@@ -330,6 +330,7 @@ fn run_upgrade(args: UpgradeArgs) {
             password,
             registry_config: args.target.registry_config,
             concurrency: Some(usize::from(args.target.concurrency)),
+            on_retry: Some(retry_notice(printer)),
         },
         release: args.release,
         namespace: args.namespace,
@@ -435,6 +436,12 @@ fn read_password(bundle: &std::path::Path) -> Result<zeroize::Zeroizing<String>,
     Ok(zeroize::Zeroizing::new(password.to_owned()))
 }
 
+/// Each retry of a registry request as a warning (unless --quiet): a step that retries can
+/// take many seconds, and the user should see why.
+fn retry_notice(printer: Printer) -> sensei_loader::push::RetryNotice {
+    sensei_loader::push::RetryNotice::new(move |retrying| printer.warn(&retrying.to_string()))
+}
+
 fn run_push(args: PushArgs) {
     use sensei_loader::push::{CredentialSource, Credentials, PushOptions, push_bundle, render};
     let printer = Printer::new(args.json, args.quiet);
@@ -455,6 +462,7 @@ fn run_push(args: PushArgs) {
         credentials,
         concurrency: usize::from(target.concurrency),
         dry_run: args.dry_run,
+        on_retry: Some(retry_notice(printer)),
         ..PushOptions::new(args.registry, args.trust.options(None))
     };
     let reporter = printer.reporter();

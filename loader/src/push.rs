@@ -51,7 +51,9 @@ use std::time::Instant;
 use sensei_core::progress::Reporter;
 use sensei_core::verify::{RawHead, Rejection, Verified, read_head};
 use sensei_registry::{ClientSettings, RegistryError};
-pub use sensei_registry::{CredentialSource, Credentials, DEFAULT_CONCURRENCY, RetryPolicy};
+pub use sensei_registry::{
+    CredentialSource, Credentials, DEFAULT_CONCURRENCY, RetryNotice, RetryPolicy,
+};
 
 pub use collect::{Collected, Collector, Tee};
 pub use report::{PushReport, render};
@@ -81,6 +83,8 @@ pub struct PushOptions {
     /// Verify and print the mapping; send nothing.
     pub dry_run: bool,
     pub retry: RetryPolicy,
+    /// Told of every retry of a registry request, to show why a step takes long.
+    pub on_retry: Option<RetryNotice>,
 }
 
 impl PushOptions {
@@ -95,6 +99,7 @@ impl PushOptions {
             concurrency: DEFAULT_CONCURRENCY,
             dry_run: false,
             retry: RetryPolicy::default(),
+            on_retry: None,
         }
     }
 }
@@ -332,6 +337,7 @@ fn client(opts: &PushOptions) -> Result<sensei_registry::Registry, sensei_regist
         },
         credentials: opts.credentials.clone(),
         retry: opts.retry,
+        on_retry: opts.on_retry.clone(),
     })
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::credentials::CredentialSource;
 use crate::error::{ErrorKind, RegistryError};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryNotice, RetryPolicy, Retrying};
 
 mod blob;
 mod catalog;
@@ -34,6 +34,8 @@ pub struct ClientSettings {
     pub plain_http: Vec<String>,
     pub credentials: CredentialSource,
     pub retry: RetryPolicy,
+    /// Told of every retry, so a caller can show why a step takes long.
+    pub on_retry: Option<RetryNotice>,
 }
 
 /// A repository on a registry: the host to contact and the path inside it.
@@ -86,7 +88,13 @@ struct Inner {
     /// Hosts without credentials that answered `/v2/` without asking for any: oci-client is
     /// not told about them, as it would otherwise probe `/v2/` again before every request.
     open: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The retries told to `on_retry` so far: the highest attempt, and when.
+    noticed: std::sync::Mutex<Option<(u32, std::time::Instant)>>,
 }
+
+/// A retry no further along than one told this recently is not told again: parallel requests
+/// failing together (a registry restarting) make one line per attempt, not one per request.
+const NOTICE_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,6 +194,7 @@ impl Registry {
                 headers: Mutex::new(HashMap::new()),
                 users: std::sync::Mutex::new(HashMap::new()),
                 open: std::sync::Mutex::new(std::collections::HashSet::new()),
+                noticed: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -198,8 +207,48 @@ impl Registry {
         }
     }
 
-    fn retry(&self) -> RetryPolicy {
-        self.inner.settings.retry
+    /// `op` under the retry policy, each retry told to `on_retry` as one on `host`.
+    async fn retried<T, F, Fut>(&self, host: &str, op: F) -> Result<T, ErrorKind>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ErrorKind>>,
+    {
+        let policy = self.inner.settings.retry;
+        let notice = self.inner.settings.on_retry.as_ref();
+        policy
+            .run_noting(op, |attempt, delay, error| {
+                if let Some(notice) = notice
+                    && self.worth_telling(attempt)
+                {
+                    notice.notify(&Retrying {
+                        registry: host,
+                        error,
+                        attempt,
+                        attempts: policy.attempts,
+                        delay,
+                    });
+                }
+            })
+            .await
+    }
+
+    /// Whether a retry at `attempt` is news: further along than any told, or the first for a
+    /// while ([`NOTICE_QUIET`]).
+    fn worth_telling(&self, attempt: u32) -> bool {
+        let mut noticed = self
+            .inner
+            .noticed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        let news = match *noticed {
+            Some((told, at)) => attempt > told || now.duration_since(at) >= NOTICE_QUIET,
+            None => true,
+        };
+        if news {
+            *noticed = Some((attempt, now));
+        }
+        news
     }
 
     /// Looks up the host's credentials once and hands them to oci-client.
@@ -308,4 +357,24 @@ impl Registry {
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parallel_retries_are_told_once_per_attempt() {
+        let registry = Registry::new(ClientSettings::default()).unwrap();
+        // Several requests failing together: their first retries make one notice, the next
+        // attempt one more, and an attempt already told is not told again soon after.
+        assert!(registry.worth_telling(2));
+        assert!(!registry.worth_telling(2));
+        assert!(!registry.worth_telling(2));
+        assert!(registry.worth_telling(3));
+        assert!(!registry.worth_telling(2));
+        assert!(!registry.worth_telling(3));
+        assert!(registry.worth_telling(4));
+    }
 }

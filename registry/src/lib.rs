@@ -14,7 +14,7 @@ pub use client::{
 };
 pub use credentials::{CredentialSource, Credentials};
 pub use error::{ErrorKind, RegistryError};
-pub use retry::RetryPolicy;
+pub use retry::{RetryNotice, RetryPolicy, Retrying};
 
 /// Parallel transfers when `--concurrency` is not given: enough to hide round trips on many
 /// small blobs, few enough not to starve one big blob of bandwidth.

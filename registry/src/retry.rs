@@ -1,7 +1,9 @@
 //! Retries with exponential backoff and jitter, for the failures that pass: connection errors,
 //! 5xx and 429. Everything else (401, 404, a wrong digest) fails at once.
 
+use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::ErrorKind;
@@ -55,7 +57,21 @@ impl RetryPolicy {
 
     /// Runs `op` until it succeeds, fails for good, or the attempts run out. `op` gets the
     /// attempt number (0 first) so it can resume instead of starting over.
-    pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, ErrorKind>
+    pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, ErrorKind>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, ErrorKind>>,
+    {
+        self.run_noting(op, |_, _, _| {}).await
+    }
+
+    /// [`RetryPolicy::run`], calling `noting(attempt, delay, error)` before each retry
+    /// (`attempt` counts from 1 for the first try, so the first retry is attempt 2).
+    pub async fn run_noting<T, F, Fut>(
+        &self,
+        mut op: F,
+        noting: impl Fn(u32, Duration, &ErrorKind),
+    ) -> Result<T, ErrorKind>
     where
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T, ErrorKind>>,
@@ -66,11 +82,60 @@ impl RetryPolicy {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_transient() && attempt + 1 < self.attempts => {
                     attempt += 1;
-                    tokio::time::sleep(self.delay(attempt)).await;
+                    let delay = self.delay(attempt);
+                    noting(attempt + 1, delay, &e);
+                    tokio::time::sleep(delay).await;
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// A retry about to happen: what failed, and when the next attempt goes. A step that retries
+/// can take many seconds; this is what the user is shown meanwhile (libraries don't print).
+#[derive(Debug)]
+pub struct Retrying<'a> {
+    /// `HOST[:PORT]` of the registry.
+    pub registry: &'a str,
+    pub error: &'a ErrorKind,
+    /// The attempt about to run (2 for the first retry) and the most there will be.
+    pub attempt: u32,
+    pub attempts: u32,
+    pub delay: Duration,
+}
+
+impl fmt::Display for Retrying<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "registry {}: {}; retrying in {:.1} s (attempt {} of {})",
+            self.registry,
+            self.error,
+            self.delay.as_secs_f64(),
+            self.attempt,
+            self.attempts
+        )
+    }
+}
+
+/// Called before every retry of a registry request ([`Retrying`]).
+#[derive(Clone)]
+pub struct RetryNotice(Arc<dyn Fn(&Retrying<'_>) + Send + Sync>);
+
+impl RetryNotice {
+    pub fn new(f: impl Fn(&Retrying<'_>) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    pub fn notify(&self, retrying: &Retrying<'_>) {
+        (self.0)(retrying);
+    }
+}
+
+impl fmt::Debug for RetryNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RetryNotice")
     }
 }
 
@@ -114,6 +179,50 @@ mod tests {
             .await;
         assert!(matches!(r, Err(ErrorKind::NotFound)));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn each_retry_is_noted_with_its_attempt_and_delay() {
+        let noted = std::sync::Mutex::new(vec![]);
+        let r: Result<(), _> = fast(3)
+            .run_noting(
+                |_| async { Err(ErrorKind::from_status(503, "busy")) },
+                |attempt, delay, error| {
+                    noted
+                        .lock()
+                        .unwrap()
+                        .push((attempt, delay, error.to_string()));
+                },
+            )
+            .await;
+        assert!(r.is_err());
+        let noted = noted.into_inner().unwrap();
+        // Three attempts: two retries, told as attempts 2 and 3, none after the last.
+        assert_eq!(
+            noted.iter().map(|n| n.0).collect::<Vec<_>>(),
+            vec![2, 3],
+            "{noted:?}"
+        );
+        assert!(
+            noted
+                .iter()
+                .all(|n| n.1 > Duration::ZERO && n.2.contains("503"))
+        );
+
+        let error = ErrorKind::from_status(503, "busy");
+        let line = Retrying {
+            registry: "registry.internal:5000",
+            error: &error,
+            attempt: 2,
+            attempts: 6,
+            delay: Duration::from_millis(1250),
+        }
+        .to_string();
+        assert_eq!(
+            line,
+            "registry registry.internal:5000: the registry answered HTTP 503: busy; retrying in \
+             1.2 s (attempt 2 of 6)"
+        );
     }
 
     #[tokio::test]

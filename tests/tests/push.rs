@@ -620,9 +620,19 @@ fn rides_through_503s_on_uploads_manifests_and_checks() {
                 .method("PUT")
                 .retry_after(1),
         );
-        let report = pushed(&push(&b, bundle, &proxy.host(), &[]));
+        let out = push(&b, bundle, &proxy.host(), &[]);
+        let report = pushed(&out);
         let failed = proxy.requests().iter().filter(|r| r.status >= 429).count();
         assert_eq!(failed, 6, "{:#?}", proxy.requests());
+        // The user is told why the push pauses: which registry, what it answered, when the
+        // next attempt goes.
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("warning: registry {}: ", proxy.host()))
+                && err.contains("retrying in")
+                && err.contains("(attempt 2 of 6)"),
+            "{err}"
+        );
         assert_eq!(counts(&report, "blobsUploaded"), unique_blobs(&report));
         assert_landed(&registry, &registry.host(), &expected, "");
     }

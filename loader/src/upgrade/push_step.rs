@@ -27,6 +27,8 @@ pub struct PushOptions {
     pub registry_config: Option<PathBuf>,
     /// Parallel uploads (`--concurrency`); `None` for the push's default.
     pub concurrency: Option<usize>,
+    /// Told of every retry of a registry request.
+    pub on_retry: Option<crate::push::RetryNotice>,
 }
 
 impl std::fmt::Debug for PushOptions {
@@ -38,6 +40,7 @@ impl std::fmt::Debug for PushOptions {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("registry_config", &self.registry_config)
             .field("concurrency", &self.concurrency)
+            .field("on_retry", &self.on_retry)
             .finish()
     }
 }
@@ -150,6 +153,7 @@ impl PushStep for RegistryPush {
         if let Some(n) = o.concurrency {
             opts.concurrency = n;
         }
+        opts.on_retry = o.on_retry.clone();
         let report = crate::push::push_verified(
             request.bundle,
             request.verified,

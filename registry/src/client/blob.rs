@@ -37,8 +37,9 @@ impl Registry {
             sink,
         });
         let result = self
-            .retry()
-            .run(|_| self.pull_attempt(&reference, &digest_str, size, &state, progress))
+            .retried(&repo.host, |_| {
+                self.pull_attempt(&reference, &digest_str, size, &state, progress)
+            })
             .await;
         let state = state
             .into_inner()
@@ -144,16 +145,15 @@ impl Registry {
             .map_err(self.fail(repo, String::new()))?;
         let reference = repo.by_digest(digest);
         let digest = digest.to_string();
-        self.retry()
-            .run(|_| async {
-                self.inner
-                    .oci
-                    .blob_exists(&reference, &digest)
-                    .await
-                    .map_err(|e| ErrorKind::from_oci(&e))
-            })
-            .await
-            .map_err(fail)
+        self.retried(&repo.host, |_| async {
+            self.inner
+                .oci
+                .blob_exists(&reference, &digest)
+                .await
+                .map_err(|e| ErrorKind::from_oci(&e))
+        })
+        .await
+        .map_err(fail)
     }
 
     /// Asks the registry to link a blob it holds in `from` into `repo` without an upload.
@@ -191,20 +191,19 @@ impl Registry {
             .map_err(self.fail(repo, String::new()))?;
         let reference = repo.by_digest(digest);
         let digest_str = digest.to_string();
-        self.retry()
-            .run(|_| async {
-                let stream = body()
-                    .map_err(|e| ErrorKind::Source(e.to_string()))?
-                    .map_err(oci_client::errors::OciDistributionError::IoError);
-                self.inner
-                    .oci
-                    .push_blob_stream(&reference, stream, &digest_str, Some(size))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| ErrorKind::from_oci(&e))
-            })
-            .await
-            .map_err(fail)
+        self.retried(&repo.host, |_| async {
+            let stream = body()
+                .map_err(|e| ErrorKind::Source(e.to_string()))?
+                .map_err(oci_client::errors::OciDistributionError::IoError);
+            self.inner
+                .oci
+                .push_blob_stream(&reference, stream, &digest_str, Some(size))
+                .await
+                .map(|_| ())
+                .map_err(|e| ErrorKind::from_oci(&e))
+        })
+        .await
+        .map_err(fail)
     }
 }
 

@@ -48,8 +48,7 @@ impl Registry {
                 return Some(names);
             };
             let (page, link) = self
-                .retry()
-                .run(|_| self.catalog_page(&url, header.as_deref()))
+                .retried(&repo.host, |_| self.catalog_page(&url, header.as_deref()))
                 .await
                 .ok()?;
             names.extend(page);

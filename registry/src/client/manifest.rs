@@ -40,10 +40,11 @@ impl Registry {
         let asked_digest = expected
             .map(|(d, _)| d)
             .or_else(|| reference.parse::<Digest>().ok());
-        self.retry()
-            .run(|attempt| self.manifest_once(repo, reference, expected, asked_digest, attempt > 0))
-            .await
-            .map_err(fail)
+        self.retried(&repo.host, |attempt| {
+            self.manifest_once(repo, reference, expected, asked_digest, attempt > 0)
+        })
+        .await
+        .map_err(fail)
     }
 
     async fn manifest_once(
@@ -161,17 +162,16 @@ impl Registry {
                 repo,
                 format!("uploading manifest {}:{reference}", repo.path),
             ))?;
-        self.retry()
-            .run(|_| async {
-                self.inner
-                    .oci
-                    .push_manifest_raw(&target, bytes.clone(), content_type.clone())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| ErrorKind::from_oci(&e))
-            })
-            .await
-            .map_err(fail)
+        self.retried(&repo.host, |_| async {
+            self.inner
+                .oci
+                .push_manifest_raw(&target, bytes.clone(), content_type.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| ErrorKind::from_oci(&e))
+        })
+        .await
+        .map_err(fail)
     }
 }
 

@@ -57,25 +57,24 @@ impl Registry {
         self.auth_for(&repo.host)
             .await
             .map_err(self.fail(repo, String::new()))?;
-        self.retry()
-            .run(|_| async {
-                // The body first: a caller that gave up opens no session.
-                let stream = body().map_err(|e| ErrorKind::Source(e.to_string()))?;
-                let opened = self.open_session(repo).await?;
-                match self.patch_stream(repo, &opened, size, stream).await {
-                    Ok(location) => Ok(Staged {
-                        repo: repo.clone(),
-                        digest: *digest,
-                        location,
-                    }),
-                    Err(e) => {
-                        self.delete_session(repo, &opened).await;
-                        Err(e)
-                    }
+        self.retried(&repo.host, |_| async {
+            // The body first: a caller that gave up opens no session.
+            let stream = body().map_err(|e| ErrorKind::Source(e.to_string()))?;
+            let opened = self.open_session(repo).await?;
+            match self.patch_stream(repo, &opened, size, stream).await {
+                Ok(location) => Ok(Staged {
+                    repo: repo.clone(),
+                    digest: *digest,
+                    location,
+                }),
+                Err(e) => {
+                    self.delete_session(repo, &opened).await;
+                    Err(e)
                 }
-            })
-            .await
-            .map_err(fail)
+            }
+        })
+        .await
+        .map_err(fail)
     }
 
     /// Commits a staged blob: PUT with its digest and an empty body, retried on transient
@@ -92,19 +91,18 @@ impl Registry {
             .append_pair("digest", &staged.digest.to_string());
         let url = url.to_string();
         let fail = self.fail(repo, action);
-        self.retry()
-            .run(|_| async {
-                let response = self
-                    .send_bodiless(repo, &url, |http| {
-                        http.put(&url)
-                            .header(CONTENT_TYPE, "application/octet-stream")
-                            .header(CONTENT_LENGTH, 0)
-                    })
-                    .await?;
-                expect_success(response).await.map(|_| ())
-            })
-            .await
-            .map_err(fail)
+        self.retried(&repo.host, |_| async {
+            let response = self
+                .send_bodiless(repo, &url, |http| {
+                    http.put(&url)
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_LENGTH, 0)
+                })
+                .await?;
+            expect_success(response).await.map(|_| ())
+        })
+        .await
+        .map_err(fail)
     }
 
     /// Cancels a staged blob's session (DELETE), once and on a best-effort basis: a session

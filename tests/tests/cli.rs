@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use sensei_tests::bins::{Built, EPOCH, assert_exit, bundler, loader, run, run_ok, stderr};
+use sensei_tests::bins::{Built, EPOCH, assert_exit, bundler, create, loader, run, run_ok, stderr};
 
 #[test]
 fn keygen_writes_openssl_readable_keys_and_refuses_to_overwrite() {
@@ -403,16 +403,10 @@ fn a_bad_ca_file_exits_2_naming_the_file_before_any_connection() {
     // Port 9 (discard) on loopback: nothing listens there, so a connection attempt would fail
     // with exit 3; a CA problem must be found first, as bad input (exit 2).
     for ca in [&not_pem, &missing] {
-        let created = run(bundler()
-            .arg("create")
-            .arg("-f")
-            .arg(&b.fixtures.spec_path)
-            .arg("--key")
-            .arg(&b.key)
+        let out_tar = b.path().join("o.tar");
+        let created = run(create(&b.fixtures.spec_path, &b.key, &out_tar)
             .arg("--ca-file")
-            .arg(ca)
-            .arg("-o")
-            .arg(b.path().join("o.tar")));
+            .arg(ca));
         let pushed = run(loader()
             .arg("push")
             .arg(&b.tar)
@@ -425,20 +419,16 @@ fn a_bad_ca_file_exits_2_naming_the_file_before_any_connection() {
             let err = stderr(out);
             assert!(err.contains(&ca.display().to_string()), "{err}");
         }
-        assert!(!b.path().join("o.tar").exists());
+        assert!(!out_tar.exists());
+        if ca == &not_pem {
+            let err = stderr(&pushed);
+            assert!(
+                err.contains("--ca-file")
+                    && err.contains("holds no PEM certificate")
+                    && err.contains("-----BEGIN CERTIFICATE-----")
+                    && !err.contains("bundle.tar"),
+                "names the flag, not the bundle, and says what the file must hold: {err}"
+            );
+        }
     }
-    let err = stderr(&run(loader()
-        .arg("push")
-        .arg(&b.tar)
-        .args(["--registry", "127.0.0.1:9", "--key"])
-        .arg(&b.public)
-        .arg("--ca-file")
-        .arg(&not_pem)));
-    assert!(
-        err.contains("--ca-file")
-            && err.contains("holds no PEM certificate")
-            && err.contains("-----BEGIN CERTIFICATE-----")
-            && !err.contains("bundle.tar"),
-        "names the flag, not the bundle, and says what the file must hold: {err}"
-    );
 }

@@ -216,7 +216,7 @@ impl Registry {
         let policy = self.inner.settings.retry;
         let notice = self.inner.settings.on_retry.as_ref();
         policy
-            .run_noting(op, |attempt, delay, error| {
+            .run(op, |attempt, delay, error| {
                 if let Some(notice) = notice
                     && self.worth_telling(attempt)
                 {

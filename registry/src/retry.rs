@@ -56,18 +56,10 @@ impl RetryPolicy {
     }
 
     /// Runs `op` until it succeeds, fails for good, or the attempts run out. `op` gets the
-    /// attempt number (0 first) so it can resume instead of starting over.
-    pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, ErrorKind>
-    where
-        F: FnMut(u32) -> Fut,
-        Fut: Future<Output = Result<T, ErrorKind>>,
-    {
-        self.run_noting(op, |_, _, _| {}).await
-    }
-
-    /// [`RetryPolicy::run`], calling `noting(attempt, delay, error)` before each retry
-    /// (`attempt` counts from 1 for the first try, so the first retry is attempt 2).
-    pub async fn run_noting<T, F, Fut>(
+    /// attempt number (0 first) so it can resume instead of starting over. `noting(attempt,
+    /// delay, error)` is called before each retry (`attempt` counts from 1 for the first try,
+    /// so the first retry is attempt 2).
+    pub async fn run<T, F, Fut>(
         &self,
         mut op: F,
         noting: impl Fn(u32, Duration, &ErrorKind),
@@ -156,26 +148,32 @@ mod tests {
     async fn retries_transient_failures_only() {
         let calls = AtomicU32::new(0);
         let r: Result<u32, _> = fast(5)
-            .run(|n| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    if n < 2 {
-                        Err(ErrorKind::from_status(503, "busy"))
-                    } else {
-                        Ok(n)
+            .run(
+                |n| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if n < 2 {
+                            Err(ErrorKind::from_status(503, "busy"))
+                        } else {
+                            Ok(n)
+                        }
                     }
-                }
-            })
+                },
+                |_, _, _| {},
+            )
             .await;
         assert_eq!(r.unwrap(), 2);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
 
         let calls = AtomicU32::new(0);
         let r: Result<(), _> = fast(5)
-            .run(|_| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async { Err(ErrorKind::NotFound) }
-            })
+            .run(
+                |_| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async { Err(ErrorKind::NotFound) }
+                },
+                |_, _, _| {},
+            )
             .await;
         assert!(matches!(r, Err(ErrorKind::NotFound)));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -185,7 +183,7 @@ mod tests {
     async fn each_retry_is_noted_with_its_attempt_and_delay() {
         let noted = std::sync::Mutex::new(vec![]);
         let r: Result<(), _> = fast(3)
-            .run_noting(
+            .run(
                 |_| async { Err(ErrorKind::from_status(503, "busy")) },
                 |attempt, delay, error| {
                     noted
@@ -229,10 +227,13 @@ mod tests {
     async fn gives_up_after_the_last_attempt() {
         let calls = AtomicU32::new(0);
         let r: Result<(), _> = fast(3)
-            .run(|_| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async { Err(ErrorKind::from_status(429, "slow down")) }
-            })
+            .run(
+                |_| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async { Err(ErrorKind::from_status(429, "slow down")) }
+                },
+                |_, _, _| {},
+            )
             .await;
         assert!(r.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 3);

@@ -38,6 +38,14 @@ struct Rig {
 }
 
 impl Rig {
+    /// The demo chart's manifest digest, as the signed bundle.json lists it.
+    fn chart_digest(&self) -> String {
+        sensei_tests::scene::bundle_json(&self.b.tar)["charts"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     fn new() -> Self {
         let b = Built::new();
         let empty = b.path().join("no-releases.yaml");
@@ -513,10 +521,7 @@ fn a_real_upgrade_pushes_first_then_helm_pulls_the_pushed_chart() {
     assert_eq!(registry.tags("charts/demo"), vec!["1.2.0".to_owned()]);
     // helm got the pushed chart pinned by the digest the bundle signed, and fetched it by that
     // digest, never by its tag (which could have moved since the push).
-    let digest = sensei_tests::scene::bundle_json(&r.b.tar)["charts"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let digest = r.chart_digest();
     assert_eq!(
         registry.manifest_digest("charts/demo:1.2.0").as_deref(),
         Some(digest.as_str())
@@ -571,10 +576,7 @@ fn upgrade_reaches_a_tls_registry_with_auth_through_a_docker_config_for_push_and
         "{err}"
     );
     // By the digest the bundle signed.
-    let digest = sensei_tests::scene::bundle_json(&r.b.tar)["charts"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let digest = r.chart_digest();
     assert!(
         err.contains(&format!("Pulled: {}/charts/demo@{digest}", registry.host())),
         "{err}"

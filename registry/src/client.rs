@@ -235,11 +235,7 @@ impl Registry {
     /// Whether a retry at `attempt` is news: further along than any told, or the first for a
     /// while ([`NOTICE_QUIET`]).
     fn worth_telling(&self, attempt: u32) -> bool {
-        let mut noticed = self
-            .inner
-            .noticed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut noticed = lock(&self.inner.noticed);
         let now = std::time::Instant::now();
         let news = match *noticed {
             Some((told, at)) => attempt > told || now.duration_since(at) >= NOTICE_QUIET,

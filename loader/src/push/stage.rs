@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared, join_all};
 use futures_util::{StreamExt, stream};
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::check::{BIG_BLOB, Presence};
 use super::graph::{BlobJob, PushGraph};
-use super::source::{BlobStream, Checked, Counters, Source};
+use super::source::{BlobStream, Checked, Counters, Source, lock};
 
 /// One blob's staging: its session once its stream has ended, `None` if staging failed (the
 /// uploader then uploads it the usual way). Shared, so the uploader and [`Staging::abandon`]
@@ -46,10 +46,6 @@ impl std::fmt::Debug for Staging {
             .field("stopped", &self.stop.is_cancelled())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Staging {

@@ -21,7 +21,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::future::ready;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 
 use super::check::{BIG_BLOB, Presence};
 use super::graph::{BlobJob, ManifestJob, PushGraph, TagJob};
-use super::source::{BlobStream, Checked, Counters, Kind, Source};
+use super::source::{BlobStream, Checked, Counters, Kind, Source, lock};
 use super::stage::Staging;
 
 /// How often a running upload's progress is passed to the reporter.
@@ -318,11 +318,7 @@ impl Uploader<'_> {
         let progress = Arc::new(AtomicU64::new(0));
         let body = || -> std::io::Result<BlobStream> {
             // A blob that changed fails for good: a retry would only read the same bytes.
-            if let Some(why) = changed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone()
-            {
+            if let Some(why) = lock(&changed).clone() {
                 return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
             }
             let inner = self.source.open(job)?;
@@ -346,10 +342,7 @@ impl Uploader<'_> {
         };
         self.pass_progress(job, &progress);
         self.reporter.item_done(&job.path);
-        let why = changed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let why = lock(&changed).clone();
         match (result, why) {
             (Err(_), Some(why)) => Err(UploadError::Changed(why)),
             (result, _) => Ok(result?),

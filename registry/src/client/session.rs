@@ -6,14 +6,14 @@
 //! blob can stream to the registry while its bundle is still being verified, and be committed
 //! only once every byte of the bundle has been. The registry checks the digest at the commit.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use sensei_core::digest::Digest;
 
-use super::{Registry, Repo};
+use super::{Registry, Repo, lock};
 use crate::error::{ErrorKind, RegistryError, short};
 
 /// An upload session holding every byte of one blob, not yet committed.
@@ -146,7 +146,7 @@ impl Registry {
         let seen = body_failed.clone();
         let stream = stream.map(move |item| {
             if let Err(e) = &item {
-                *seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+                *lock(&seen) = Some(e.to_string());
             }
             item
         });
@@ -163,11 +163,7 @@ impl Registry {
             request = request.header(AUTHORIZATION, h);
         }
         let sent = request.send().await;
-        if let Some(why) = body_failed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+        if let Some(why) = lock(&body_failed).take() {
             return Err(ErrorKind::Source(why));
         }
         let response = sent.map_err(|e| ErrorKind::from_reqwest(&e))?;

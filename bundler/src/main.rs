@@ -28,8 +28,11 @@ use sensei_registry::{ClientSettings, CredentialSource, Registry, RetryNotice, R
         a second person can `sign` it too. Carry the one file across the air gap and load it with \
         `sensei-loader`.",
     after_help = "Exit codes: 0 success, 1 bundle rejected, 2 usage or input error, 3 outside failure (registry, network, disk).\n\
-        Example:\n  sensei-bundler keygen --out release\n  \
-        sensei-bundler create -f manifests/sensei.yaml --version 1.2.0 --key release.key -o sensei-1.2.0.tar.gz"
+        Examples:\n  \
+        sensei-bundler keygen --out release\n  \
+        sensei-bundler create -f manifests/sensei.yaml --version 1.2.0 \\\n      \
+            --key release.key -o sensei-1.2.0.tar.gz\n  \
+        sensei-bundler sign sensei-1.2.0.tar.gz --key security.key"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -50,12 +53,15 @@ enum Command {
             the layers in parallel, each unique blob once, hashed as it streams, into a temporary \
             store beside the output; write the archive, sign it, and rename it into place. \
             Nothing is left behind on failure or Ctrl-C.",
-        after_help = "Examples:\n  \
-            sensei-bundler create -f manifests/sensei.yaml --version 1.2.0 --key release.key -o sensei-1.2.0.tar.gz\n  \
+        after_help = "Exit codes: 0 written, 2 the spec, a flag or a local file is wrong, 3 a registry, repository, helm or the disk failed (the message names which), 130 interrupted.\n\
+            Examples:\n  \
+            sensei-bundler create -f manifests/sensei.yaml --version 1.2.0 \\\n      \
+                --key release.key -o sensei-1.2.0.tar.gz\n  \
             sensei-bundler create -f manifests/sensei.yaml --dry-run\n  \
-            sensei-bundler create -f spec.yaml -o out.tar --plain-http localhost:5000 --platform linux/amd64\n  \
-            sensei-bundler create -f spec.yaml -o out.tar.gz --ca-file corp-ca.pem --registry-config ci-docker.json\n\
-            Exit codes: 0 written, 2 the spec, a flag or a local file is wrong, 3 a registry, repository, helm or the disk failed (the message names which), 130 interrupted."
+            sensei-bundler create -f spec.yaml -o out.tar \\\n      \
+                --plain-http localhost:5000 --platform linux/amd64\n  \
+            sensei-bundler create -f spec.yaml -o out.tar.gz \\\n      \
+                --ca-file corp-ca.pem --registry-config ci-docker.json"
     )]
     Create(CreateArgs),
     /// Countersign an existing bundle (two-person rule) without rewriting it
@@ -63,6 +69,13 @@ enum Command {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 written; 2 a key file of that name already exists (nothing \
+    is overwritten) or a flag is wrong; 3 the disk failed.\n\
+    Examples:\n  \
+    sensei-bundler keygen --out release\n  \
+    sensei-bundler keygen --out keys/security --json"
+)]
 struct KeygenArgs {
     /// Path prefix of the key files; refuses to overwrite existing ones
     #[arg(long, value_name = "PREFIX")]
@@ -116,6 +129,16 @@ struct CreateArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "What is signed is the exact bytes of bundle.json, which list every \
+    file's sha256, so the signature covers the whole bundle; the archive is never rewritten. \
+    Sign only what you have verified (`sensei-loader verify`): sign reads bundle.json alone.\n\
+    Exit codes: 0 written; 2 not a valid bundle, not a private key, or a signature file that \
+    cannot be added to; 3 the disk failed.\n\
+    Examples:\n  \
+    sensei-bundler sign sensei-1.2.0.tar.gz --key security.key\n  \
+    sensei-bundler sign ./sensei-1.2.0/ --key security.key -o reviewed.sig"
+)]
 struct SignArgs {
     /// The bundle (archive or extracted directory)
     #[arg(value_name = "BUNDLE")]

@@ -21,11 +21,17 @@ use sensei_loader::{inspect, render};
         preserved (tags last, nothing written from a bundle that did not verify). `upgrade` does \
         that, checks the version against the deployed release, and hands off to `helm upgrade` \
         with the registry override, printing the command that undoes it.",
+    // Examples: one command per line, long ones continued with ` \` within 80 columns, so that
+    // a narrow terminal does not wrap them into lines that read as commands of their own.
     after_help = "Exit codes: 0 success, 1 bundle rejected, 2 usage or input error, 3 outside failure (registry, network, helm, disk).\n\
-        Examples:\n  sensei-loader verify sensei-1.2.0.tar.gz --key release.pub\n  \
-        sensei-loader verify sensei-1.2.0.tar.gz --key release.pub --key security.pub --threshold 2\n  \
-        sensei-loader push sensei-1.2.0.tar.gz --key release.pub --registry registry.internal\n  \
-        sensei-loader upgrade sensei-1.2.0.tar.gz --key release.pub --registry registry.internal --release sensei -n sensei -f values.yaml"
+        Examples:\n  \
+        sensei-loader verify sensei-1.2.0.tar.gz --key release.pub\n  \
+        sensei-loader verify sensei-1.2.0.tar.gz --key release.pub \\\n      \
+            --key security.pub --threshold 2\n  \
+        sensei-loader push sensei-1.2.0.tar.gz --key release.pub \\\n      \
+            --registry registry.internal\n  \
+        sensei-loader upgrade sensei-1.2.0.tar.gz --key release.pub \\\n      \
+            --registry registry.internal --release sensei -n sensei -f values.yaml"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -108,6 +114,16 @@ impl TargetArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 verified; 1 rejected (a signature, the trust policy, the \
+    expiry, the name, or a byte that differs from what was signed: the message says which); \
+    2 usage or input error (a missing file, a private key given as --key); 3 a read error.\n\
+    Examples:\n  \
+    sensei-loader verify sensei-1.2.0.tar.gz --key release.pub\n  \
+    sensei-loader verify sensei-1.2.0.tar.gz --key release.pub \\\n      \
+        --key security.pub --threshold 2\n  \
+    sensei-loader verify ./sensei-1.2.0/ --key release.pub --name sensei --json"
+)]
 struct VerifyArgs {
     /// The bundle: the archive (.tar, .tar.gz) or the directory it was extracted into
     #[arg(value_name = "BUNDLE")]
@@ -126,6 +142,14 @@ struct VerifyArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Nothing here is verified: run `verify` before trusting any of it.\n\
+    Exit codes: 0 shown; 1 not a readable bundle (truncated, or its bundle.json malformed); \
+    2 usage or input error; 3 a read error.\n\
+    Examples:\n  \
+    sensei-loader inspect sensei-1.2.0.tar.gz\n  \
+    sensei-loader inspect ./sensei-1.2.0/ --json"
+)]
 struct InspectArgs {
     /// The bundle: the archive or the directory it was extracted into
     #[arg(value_name = "BUNDLE")]
@@ -198,10 +222,11 @@ fn main() {
     after_help = "Exit codes: 0 success; 1 refused (verification, trust, a bundle older than \
     the last one loaded here, or the compatibility check); 2 usage or input error; 3 helm, the \
     cluster, the registry or the disk failed.\n\
-    Example:\n  sensei-loader upgrade sensei-1.2.0.tar.gz --key release.pub --registry registry.internal \
-    --release sensei -n sensei -f values.yaml\n  \
-    sensei-loader upgrade sensei-1.2.0.tar.gz --key release.pub --registry registry.internal \
-    --release sensei -n sensei --dry-run",
+    Examples:\n  \
+    sensei-loader upgrade sensei-1.2.0.tar.gz --key release.pub \\\n      \
+        --registry registry.internal --release sensei -n sensei -f values.yaml\n  \
+    sensei-loader upgrade sensei-1.2.0.tar.gz --key release.pub \\\n      \
+        --registry registry.internal --release sensei -n sensei --dry-run",
     // Upgrade hands the same file to helm, which pulls the chart with it.
     mut_arg("registry_config", |a| a.help(
         "Docker config.json with the registry's credentials, for push and helm \
@@ -387,10 +412,15 @@ const PUSH_LONG_ABOUT: &str = "Verify a bundle and push its images and charts to
     after_help = "Exit codes: 0 pushed; 1 bundle rejected (nothing was sent); 2 usage or input error; \
         3 registry, network or disk failure (run again: what is there is skipped).\n\
         Examples:\n  \
-        sensei-loader push sensei-1.2.0.tar.gz --key release.pub --registry registry.internal\n  \
-        sensei-loader push sensei-1.2.0.tar.gz --key release.pub --registry registry.internal:5000/mirror --ca-file internal-ca.pem\n  \
-        printf '%s\\n' \"$PASSWORD\" | sensei-loader push ./sensei-1.2.0/ --key release.pub --registry registry.internal --username ci --password-stdin\n  \
-        sensei-loader push sensei-1.2.0.tar.gz --key release.pub --registry registry.internal --dry-run"
+        sensei-loader push sensei-1.2.0.tar.gz --key release.pub \\\n      \
+            --registry registry.internal\n  \
+        sensei-loader push sensei-1.2.0.tar.gz --key release.pub \\\n      \
+            --registry registry.internal:5000/mirror --ca-file internal-ca.pem\n  \
+        printf '%s\\n' \"$PASSWORD\" | sensei-loader push ./sensei-1.2.0/ \\\n      \
+            --key release.pub --registry registry.internal \\\n      \
+            --username ci --password-stdin\n  \
+        sensei-loader push sensei-1.2.0.tar.gz --key release.pub \\\n      \
+            --registry registry.internal --dry-run"
 )]
 struct PushArgs {
     /// The bundle: the archive (.tar, .tar.gz) or the directory it was extracted into

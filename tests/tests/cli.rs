@@ -363,6 +363,67 @@ fn help_teaches_commands_and_exit_codes() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
+/// Every command's `--help` ends with its exit codes and examples that can be copied as they
+/// stand on an 80-column terminal: each example is a command line, or a continuation of the
+/// one before it (which ends in ` \`), never a fragment that clap wrapped onto a line of its own.
+#[test]
+fn help_examples_are_whole_commands_on_a_narrow_terminal() {
+    for (name, bin, subs) in [
+        (
+            "sensei-bundler",
+            bundler as fn() -> Command,
+            &["", "keygen", "create", "sign"][..],
+        ),
+        (
+            "sensei-loader",
+            loader,
+            &["", "verify", "inspect", "push", "upgrade"][..],
+        ),
+    ] {
+        for sub in subs {
+            let mut cmd = bin();
+            cmd.env("COLUMNS", "80");
+            if !sub.is_empty() {
+                cmd.arg(sub);
+            }
+            let help = run_ok(cmd.arg("--help"));
+            let what = format!("{name} {sub} --help");
+            assert!(
+                help.contains("Exit codes: 0 "),
+                "{what} lacks exit codes:\n{help}"
+            );
+            let examples: Vec<&str> = help
+                .lines()
+                .skip_while(|l| *l != "Examples:")
+                .skip(1)
+                .take_while(|l| !l.trim().is_empty())
+                .collect();
+            assert!(!examples.is_empty(), "{what} lacks examples:\n{help}");
+            let mut continued = false;
+            for line in &examples {
+                assert!(line.len() <= 80, "{what}: longer than 80 columns: {line}");
+                if continued {
+                    assert!(
+                        line.starts_with("      --"),
+                        "{what}: bad continuation: {line}"
+                    );
+                } else {
+                    let command = line.strip_prefix("  ").unwrap_or("");
+                    assert!(
+                        command.starts_with(name) || command.starts_with("printf "),
+                        "{what}: not a command (wrapped?): {line:?}\n{help}"
+                    );
+                }
+                continued = line.ends_with(" \\");
+            }
+            assert!(
+                !continued,
+                "{what}: the last example ends in a continuation"
+            );
+        }
+    }
+}
+
 #[test]
 fn sign_and_inspect_refuse_what_is_not_a_bundle() {
     let b = Built::new();

@@ -204,13 +204,15 @@ pub fn upgrade(
             path: std::env::temp_dir(),
             source,
         })?;
+    // What a real run installs; a dry run shows it, and gives helm the bundle's own package.
+    let reference = pinned_chart(&helm, &chart_url, chart, observer);
     let (chart_arg, registry_config, ca_file) = if opts.dry_run {
         let tgz = chart::extract(&opts.bundle, &verified, chart, &manifests, scratch.path())?;
         (tgz.display().to_string(), None, None)
     } else {
         let ca_file = helm_ca_file(&opts.push.ca_files, scratch.path())?;
         (
-            pinned_chart(&helm, &chart_url, chart, observer),
+            reference.clone(),
             registry_login(opts, &helm, scratch.path(), ca_file.as_deref())?,
             ca_file,
         )
@@ -284,6 +286,7 @@ pub fn upgrade(
             name: chart.name.clone(),
             version: chart.version.clone(),
             url: chart_url,
+            reference,
             installed_from: chart_arg,
         },
         push: pushed,

@@ -230,6 +230,14 @@ fn dry_run_runs_real_helm4_with_the_exact_arguments() {
         report["chart"]["url"],
         "oci://127.0.0.1:5000/mirror/charts/demo"
     );
+    // The dry run shows what a real run would install: the chart pinned by its signed digest.
+    assert_eq!(
+        report["chart"]["reference"],
+        format!(
+            "oci://127.0.0.1:5000/mirror/charts/demo@{}",
+            r.chart_digest()
+        )
+    );
     let pushed = &report["push"];
     assert_eq!(pushed["pushed"], false);
     assert_eq!(

@@ -61,9 +61,12 @@ pub struct Compatibility {
 pub struct ChartInfo {
     pub name: String,
     pub version: semver::Version,
-    /// `oci://REGISTRY[/PREFIX]/charts/NAME`: what a real run installs from.
+    /// `oci://REGISTRY[/PREFIX]/charts/NAME`: the repository a real run installs from.
     pub url: String,
-    /// What this run gave helm: the URL, or (dry run) the package taken from the bundle.
+    /// What a real run gives helm: `URL@DIGEST`, the chart pinned by the digest the bundle
+    /// signed (Helm 3.18 and later), else the URL (helm then pulls it by its tag).
+    pub reference: String,
+    /// What this run gave helm: `reference`, or (dry run) the package taken from the bundle.
     pub installed_from: String,
 }
 
@@ -148,10 +151,14 @@ pub fn render(r: &UpgradeReport) -> String {
     let _ = writeln!(
         s,
         "  chart         {} --version {}",
-        r.chart.url, r.chart.version
+        r.chart.reference, r.chart.version
     );
-    if r.chart.installed_from != r.chart.url {
-        let _ = writeln!(s, "                (this run: {})", r.chart.installed_from);
+    if r.chart.installed_from != r.chart.reference {
+        let _ = writeln!(
+            s,
+            "                (this dry run: {}, the same chart from the verified bundle)",
+            r.chart.installed_from
+        );
     }
     let _ = writeln!(s, "  helm          {} ({})", r.helm.command, r.helm.version);
     if let Some(state) = &r.state_file {

@@ -512,6 +512,7 @@ fn base_report(
             .iter()
             .map(|c| opts.registry.chart_url(&c.name))
             .collect(),
+        plain_http: opts.plain_http,
         images: plan.images,
         charts: plan.charts,
         blobs: graph.blobs.len(),

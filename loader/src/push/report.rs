@@ -31,6 +31,9 @@ pub struct PushReport {
     pub charts: Vec<MappedChart>,
     /// `helm pull` (or `helm upgrade`) URL of each chart: `oci://REGISTRY[/PREFIX]/charts/NAME`.
     pub chart_urls: Vec<String>,
+    /// `--plain-http`: helm needs it too.
+    #[serde(skip)]
+    pub plain_http: bool,
     /// Unique blobs in the bundle's images and charts, and their bytes.
     pub blobs: usize,
     pub blob_bytes: u64,
@@ -106,12 +109,85 @@ pub fn render(r: &PushReport) -> String {
             r.push_seconds
         );
     }
-    for url in &r.chart_urls {
+    // The operator's next step, ready to paste: the chart pinned by the digest the bundle
+    // signed, so a tag moved since cannot change what is installed.
+    for (url, chart) in r.chart_urls.iter().zip(&r.charts) {
         let _ = writeln!(
             s,
-            "helm: {url} with --set global.imageRegistry={}",
-            r.registry
+            "then: helm upgrade --install RELEASE {url}@{} --version {} --set global.imageRegistry={}{}",
+            chart.digest,
+            chart.version,
+            r.registry,
+            if r.plain_http { " --plain-http" } else { "" }
+        );
+    }
+    if !r.charts.is_empty() {
+        let _ = writeln!(
+            s,
+            "      (by digest: Helm 3.18 and later; older ones take {} without @sha256:...; \
+             `sensei-loader upgrade` does all of it, checks the version first and prints the rollback)",
+            if r.chart_urls.len() == 1 {
+                "the URL"
+            } else {
+                "each URL"
+            }
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Registry;
+
+    fn report(plain_http: bool) -> PushReport {
+        let registry: Registry = "registry.internal:5000/mirror".parse().unwrap();
+        let digest: sensei_core::digest::Digest =
+            format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        let chart = MappedChart {
+            name: "sensei".into(),
+            version: semver::Version::new(1, 2, 0),
+            target: registry
+                .map_chart("sensei", &semver::Version::new(1, 2, 0))
+                .unwrap(),
+            digest,
+        };
+        PushReport {
+            dry_run: false,
+            up_to_date: false,
+            bundle: "b.tar".into(),
+            name: "sensei".into(),
+            version: "1.2.0".into(),
+            trusted_signers: 1,
+            registry: registry.base(),
+            images: vec![],
+            charts: vec![chart],
+            chart_urls: vec![registry.chart_url("sensei")],
+            plain_http,
+            blobs: 0,
+            blob_bytes: 0,
+            counts: Counts::default(),
+            verify_seconds: None,
+            push_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_text_ends_with_the_helm_command_pinned_by_digest() {
+        let text = render(&report(false));
+        let want = format!(
+            "then: helm upgrade --install RELEASE oci://registry.internal:5000/mirror/charts/sensei@sha256:{} --version 1.2.0 --set global.imageRegistry=registry.internal:5000/mirror\n",
+            "ab".repeat(32)
+        );
+        assert!(text.contains(&want), "{text}");
+        assert!(text.contains("Helm 3.18"), "{text}");
+        let plain = render(&report(true));
+        assert!(
+            plain.contains(
+                "--set global.imageRegistry=registry.internal:5000/mirror --plain-http\n"
+            ),
+            "{plain}"
+        );
+    }
 }

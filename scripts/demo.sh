@@ -10,8 +10,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh" >/dev/null 2>&1 || "$root/scripts/setup.sh"
 export PATH="${SENSEI_RIG:-$root/.rig}/bin:$PATH"
 cd "$root"
-cargo build --workspace --quiet
-bin="$root/target/debug"
+# SENSEI_BIN: a directory of already built binaries (the test that runs this demo passes its own).
+if [ -n "${SENSEI_BIN:-}" ]; then
+  bin=$SENSEI_BIN
+else
+  cargo build --workspace --quiet
+  bin="$root/target/debug"
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/sensei-demo.XXXXXX")
 pids=()
 cleanup() {
@@ -119,10 +124,12 @@ mkdir "$work/extracted" && tar -xzf "$work/sensei-1.2.0.tar.gz" -C "$work/extrac
 (cd "$work/extracted" && PATH="$bin:$PATH" show ./load-images.sh --registry "$dst/mirror" --plain-http --key "$work/release.pub" --quiet)
 curl -fsS "http://$dst/v2/_catalog"; echo
 
-step "10. The pushed chart renders every image at the internal registry"
+step "10. The pushed chart, pulled by the digest the bundle signed, renders every image at the internal registry"
 mkdir -p "$work/pulled"
-show helm pull "oci://$dst/charts/demo" --version 1.2.0 --plain-http -d "$work/pulled"
-show helm template sensei "$work/pulled/demo-1.2.0.tgz" --set "global.imageRegistry=$dst" | grep 'image:'
+chart=$(tar -xzOf "$work/sensei-1.2.0.tar.gz" bundle.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["charts"][0]["digest"])')
+show helm pull "oci://$dst/charts/demo@$chart" --version 1.2.0 --plain-http -d "$work/pulled"
+pulled=$(ls "$work"/pulled/*.tgz) # named by helm: by digest it is not NAME-VERSION.tgz
+show helm template sensei "$pulled" --set "global.imageRegistry=$dst" | grep -e '^\$ ' -e 'image:'
 
 step "11. Operator: the helm upgrade handoff, dry run (Helm 4, no cluster here: in-memory driver)"
 : > "$work/helm-memory"

@@ -19,6 +19,7 @@ use crate::retry::{RetryNotice, RetryPolicy, Retrying};
 mod blob;
 mod catalog;
 mod manifest;
+mod request;
 mod session;
 
 pub use blob::{BlobSink, FileSink};
@@ -218,7 +219,7 @@ impl Registry {
         policy
             .run(op, |attempt, delay, error| {
                 if let Some(notice) = notice
-                    && self.worth_telling(attempt)
+                    && self.worth_telling(attempt, delay)
                 {
                     notice.notify(&Retrying {
                         registry: host,
@@ -232,13 +233,16 @@ impl Registry {
             .await
     }
 
-    /// Whether a retry at `attempt` is news: further along than any told, or the first for a
-    /// while ([`NOTICE_QUIET`]).
-    fn worth_telling(&self, attempt: u32) -> bool {
+    /// Whether a retry at `attempt` after `delay` is news: further along than any told, the
+    /// first for a while ([`NOTICE_QUIET`]), or a pause that long itself (a registry asking
+    /// to wait).
+    fn worth_telling(&self, attempt: u32, delay: std::time::Duration) -> bool {
         let mut noticed = lock(&self.inner.noticed);
         let now = std::time::Instant::now();
         let news = match *noticed {
-            Some((told, at)) => attempt > told || now.duration_since(at) >= NOTICE_QUIET,
+            Some((told, at)) => {
+                attempt > told || now.duration_since(at) >= NOTICE_QUIET || delay >= NOTICE_QUIET
+            }
             None => true,
         };
         if news {
@@ -363,14 +367,17 @@ mod tests {
     #[test]
     fn parallel_retries_are_told_once_per_attempt() {
         let registry = Registry::new(ClientSettings::default()).unwrap();
+        let short = std::time::Duration::from_millis(300);
         // Several requests failing together: their first retries make one notice, the next
-        // attempt one more, and an attempt already told is not told again soon after.
-        assert!(registry.worth_telling(2));
-        assert!(!registry.worth_telling(2));
-        assert!(!registry.worth_telling(2));
-        assert!(registry.worth_telling(3));
-        assert!(!registry.worth_telling(2));
-        assert!(!registry.worth_telling(3));
-        assert!(registry.worth_telling(4));
+        // attempt one more, and an attempt already told is not told again soon after...
+        assert!(registry.worth_telling(2, short));
+        assert!(!registry.worth_telling(2, short));
+        assert!(!registry.worth_telling(2, short));
+        assert!(registry.worth_telling(3, short));
+        assert!(!registry.worth_telling(2, short));
+        assert!(!registry.worth_telling(3, short));
+        assert!(registry.worth_telling(4, short));
+        // ...unless the pause is long by itself (a registry's Retry-After).
+        assert!(registry.worth_telling(2, NOTICE_QUIET));
     }
 }

@@ -1,6 +1,8 @@
 //! What can go wrong talking to a registry, said so that the operator knows which registry,
 //! which request, and what to do about it.
 
+use std::time::Duration;
+
 use sensei_core::digest::Digest;
 
 /// A failed registry operation. Every variant is an outside failure (exit 3 in both binaries).
@@ -38,7 +40,12 @@ pub enum ErrorKind {
     #[error("cannot connect: {0}; check the host and port, and that the registry is running")]
     Connect(String),
     #[error("the registry answered HTTP {status}: {message}")]
-    Status { status: u16, message: String },
+    Status {
+        status: u16,
+        message: String,
+        /// How long the registry asked to wait before trying again (`Retry-After`).
+        retry_after: Option<Duration>,
+    },
     #[error(
         "{what} {expected} arrived with sha256 {actual}: the registry (or something between) sent different bytes; nothing was kept"
     )]
@@ -75,6 +82,14 @@ impl ErrorKind {
         }
     }
 
+    /// The wait the registry asked for with its answer (a 429 or 503 with `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ErrorKind::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// The status of an HTTP answer, as one of the kinds above.
     pub fn from_status(status: u16, message: impl Into<String>) -> Self {
         match status {
@@ -84,8 +99,27 @@ impl ErrorKind {
             _ => ErrorKind::Status {
                 status,
                 message: message.into(),
+                retry_after: None,
             },
         }
+    }
+
+    /// An answer that is not a success, with the `Retry-After` it carries: rate limiters
+    /// (429) and registries in maintenance (503) say how long to wait, and retrying sooner
+    /// only spends the attempts.
+    pub fn from_response(
+        status: u16,
+        headers: &http::HeaderMap,
+        message: impl Into<String>,
+    ) -> Self {
+        let mut kind = Self::from_status(status, message);
+        if let ErrorKind::Status { retry_after, .. } = &mut kind {
+            *retry_after = headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
+        }
+        kind
     }
 
     /// Sorts a reqwest failure: TLS problems (found in the error's source chain), connection
@@ -122,6 +156,7 @@ impl ErrorKind {
                     Some(C::Toomanyrequests) => ErrorKind::Status {
                         status: 429,
                         message: "too many requests".into(),
+                        retry_after: None,
                     },
                     Some(
                         C::BlobUnknown
@@ -133,6 +168,7 @@ impl ErrorKind {
                     _ => ErrorKind::Status {
                         status: 400,
                         message: envelope.to_string(),
+                        retry_after: None,
                     },
                 }
             }
@@ -140,6 +176,19 @@ impl ErrorKind {
             other => ErrorKind::Protocol(other.to_string()),
         }
     }
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3): a number of seconds, or an HTTP date, which is
+/// measured from `now` (a date already past means no wait). Anything else is ignored.
+fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value)
+        .ok()?;
+    Some(Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO))
 }
 
 /// The error and its sources on one line: reqwest's own message is often just "error sending
@@ -169,6 +218,7 @@ pub(crate) fn short(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -189,6 +239,37 @@ mod tests {
         assert!(ErrorKind::from_status(429, "").is_transient());
         assert!(!ErrorKind::from_status(400, "").is_transient());
         assert!(!ErrorKind::Unauthorized.is_transient());
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date() {
+        let now: jiff::Timestamp = "2026-12-02T17:00:00Z".parse().unwrap();
+        let at = |v| parse_retry_after(v, now);
+        assert_eq!(at("7"), Some(Duration::from_secs(7)));
+        assert_eq!(at(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            at("Wed, 02 Dec 2026 17:00:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        // A date already past: no wait.
+        assert_eq!(at("Wed, 02 Dec 2026 16:59:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(at("soon"), None);
+        assert_eq!(at("-5"), None);
+
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, "3".parse().unwrap());
+        let kind = ErrorKind::from_response(429, &headers, "slow down");
+        assert_eq!(kind.retry_after(), Some(Duration::from_secs(3)));
+        assert!(kind.is_transient());
+        // Only a status that is retried carries it.
+        assert_eq!(
+            ErrorKind::from_response(404, &headers, "").retry_after(),
+            None
+        );
+        assert_eq!(
+            ErrorKind::from_response(503, &http::HeaderMap::new(), "").retry_after(),
+            None
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Retries with exponential backoff and jitter, for the failures that pass: connection errors,
-//! 5xx and 429. Everything else (401, 404, a wrong digest) fails at once.
+//! 5xx and 429. Everything else (401, 404, a wrong digest) fails at once. A registry that says
+//! how long to wait (`Retry-After`) is given that wait instead, up to [`MAX_ASKED_WAIT`].
 
 use std::fmt;
 use std::future::Future;
@@ -7,6 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::ErrorKind;
+
+/// The longest wait a registry's `Retry-After` gets: one asking for more is tried again
+/// after this (an hour's silence would look like a hang).
+pub const MAX_ASKED_WAIT: Duration = Duration::from_secs(60);
 
 /// How often and how patiently to retry.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +60,14 @@ impl RetryPolicy {
         exp + exp.mul_f64(jitter as f64 / 1000.0)
     }
 
+    /// The wait before attempt `n` (1 = the first retry) after `error`: what the registry
+    /// asked for, if it did (capped at [`MAX_ASKED_WAIT`]), else the backoff.
+    pub fn wait_before(&self, n: u32, error: &ErrorKind) -> Duration {
+        error
+            .retry_after()
+            .map_or_else(|| self.delay(n), |asked| asked.min(MAX_ASKED_WAIT))
+    }
+
     /// Runs `op` until it succeeds, fails for good, or the attempts run out. `op` gets the
     /// attempt number (0 first) so it can resume instead of starting over. `noting(attempt,
     /// delay, error)` is called before each retry (`attempt` counts from 1 for the first try,
@@ -74,7 +87,7 @@ impl RetryPolicy {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_transient() && attempt + 1 < self.attempts => {
                     attempt += 1;
-                    let delay = self.delay(attempt);
+                    let delay = self.wait_before(attempt, &e);
                     noting(attempt + 1, delay, &e);
                     tokio::time::sleep(delay).await;
                 }
@@ -101,10 +114,15 @@ impl fmt::Display for Retrying<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "registry {}: {}; retrying in {:.1} s (attempt {} of {})",
+            "registry {}: {}; retrying in {:.1} s{} (attempt {} of {})",
             self.registry,
             self.error,
             self.delay.as_secs_f64(),
+            if self.error.retry_after().is_some() {
+                " as the registry asked"
+            } else {
+                ""
+            },
             self.attempt,
             self.attempts
         )
@@ -237,6 +255,36 @@ mod tests {
             .await;
         assert!(r.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn the_wait_a_registry_asks_for_replaces_the_backoff_up_to_a_minute() {
+        let p = RetryPolicy::default();
+        let asking = |secs| ErrorKind::Status {
+            status: 429,
+            message: "slow down".into(),
+            retry_after: Some(Duration::from_secs(secs)),
+        };
+        assert_eq!(p.wait_before(1, &asking(20)), Duration::from_secs(20));
+        assert_eq!(p.wait_before(5, &asking(0)), Duration::ZERO);
+        assert_eq!(p.wait_before(1, &asking(3600)), MAX_ASKED_WAIT);
+        let plain = ErrorKind::from_status(503, "busy");
+        assert!(p.wait_before(1, &plain) < Duration::from_secs(1));
+
+        let error = asking(20);
+        let line = Retrying {
+            registry: "registry.internal:5000",
+            error: &error,
+            attempt: 2,
+            attempts: 6,
+            delay: Duration::from_secs(20),
+        }
+        .to_string();
+        assert_eq!(
+            line,
+            "registry registry.internal:5000: the registry answered HTTP 429: slow down; retrying \
+             in 20.0 s as the registry asked (attempt 2 of 6)"
+        );
     }
 
     #[test]

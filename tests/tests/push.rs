@@ -615,10 +615,11 @@ fn rides_through_503s_on_uploads_manifests_and_checks() {
         // The first three blob uploads, the catalog and two manifest PUTs fail, each once.
         proxy.fail(Failure::new(503, 3, "/blobs/uploads/").method("PUT"));
         proxy.fail(Failure::new(503, 1, "/v2/_catalog").method("GET"));
+        // The 429s ask for a wait long enough to be told however recent the other notices.
         proxy.fail(
             Failure::new(429, 2, "/manifests/")
                 .method("PUT")
-                .retry_after(1),
+                .retry_after(2),
         );
         let out = push(&b, bundle, &proxy.host(), &[]);
         let report = pushed(&out);
@@ -631,6 +632,11 @@ fn rides_through_503s_on_uploads_manifests_and_checks() {
             err.contains(&format!("warning: registry {}: ", proxy.host()))
                 && err.contains("retrying in")
                 && err.contains("(attempt 2 of 6)"),
+            "{err}"
+        );
+        // The manifest PUTs' 429s said `Retry-After: 2`: that wait is kept, not the backoff.
+        assert!(
+            err.contains("retrying in 2.0 s as the registry asked"),
             "{err}"
         );
         assert_eq!(counts(&report, "blobsUploaded"), unique_blobs(&report));

@@ -1,14 +1,16 @@
-//! Blobs: streamed downloads through a hasher with Range resume, existence checks, cross-repository
-//! mounts and monolithic streamed uploads.
+//! Blobs: streamed downloads through a hasher with Range resume, existence checks and
+//! cross-repository mounts. (Uploads are in `session`.)
 
 use std::io::{Seek, Write};
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use oci_client::Reference;
 use oci_client::client::BlobResponse;
 use sensei_core::digest::{Digest, Hasher};
 
+use super::request::expect_success;
+use super::session::location;
 use super::{Registry, Repo, lock};
 use crate::error::{ErrorKind, RegistryError};
 
@@ -143,67 +145,51 @@ impl Registry {
         self.auth_for(&repo.host)
             .await
             .map_err(self.fail(repo, String::new()))?;
-        let reference = repo.by_digest(digest);
-        let digest = digest.to_string();
+        let url = self.url(repo, &format!("blobs/{digest}"));
         self.retried(&repo.host, |_| async {
-            self.inner
-                .oci
-                .blob_exists(&reference, &digest)
-                .await
-                .map_err(|e| ErrorKind::from_oci(&e))
+            let response = self
+                .send_authorized(repo, &url, |http| http.head(&url))
+                .await?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(false);
+            }
+            expect_success(response).await.map(|_| true)
         })
         .await
         .map_err(fail)
     }
 
-    /// Asks the registry to link a blob it holds in `from` into `repo` without an upload.
-    /// `false` means it declined (another user's repository, a registry without mounting):
-    /// upload instead.
+    /// Asks the registry to link a blob it holds in `from` into `repo` without an upload
+    /// (one try). `false` means it declined (another user's repository, a registry without
+    /// mounting; a session it opened instead is cancelled): upload instead.
     pub async fn mount_blob(&self, repo: &Repo, from: &str, digest: &Digest) -> bool {
         if self.auth_for(&repo.host).await.is_err() {
             return false;
         }
-        let target = repo.by_digest(digest);
-        let source = Reference::with_digest(repo.host.clone(), from.to_owned(), digest.to_string());
-        self.inner
-            .oci
-            .mount_blob(&target, &source, &digest.to_string())
+        let Ok(mut url) = url::Url::parse(&self.url(repo, "blobs/uploads/")) else {
+            return false;
+        };
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", from);
+        let url = url.to_string();
+        let Ok(response) = self
+            .send_authorized(repo, &url, |http| {
+                http.post(&url).header(reqwest::header::CONTENT_LENGTH, 0)
+            })
             .await
-            .is_ok()
-    }
-
-    /// Uploads a blob in one streamed PUT. `body` is called for each attempt and must give
-    /// the blob's bytes from the start; the registry checks the digest before accepting it.
-    pub async fn push_blob<F, S>(
-        &self,
-        repo: &Repo,
-        digest: &Digest,
-        size: u64,
-        body: F,
-    ) -> Result<(), RegistryError>
-    where
-        F: Fn() -> Result<S, std::io::Error>,
-        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
-    {
-        let fail = self.fail(repo, format!("uploading blob {digest} to {}", repo.path));
-        self.auth_for(&repo.host)
-            .await
-            .map_err(self.fail(repo, String::new()))?;
-        let reference = repo.by_digest(digest);
-        let digest_str = digest.to_string();
-        self.retried(&repo.host, |_| async {
-            let stream = body()
-                .map_err(|e| ErrorKind::Source(e.to_string()))?
-                .map_err(oci_client::errors::OciDistributionError::IoError);
-            self.inner
-                .oci
-                .push_blob_stream(&reference, stream, &digest_str, Some(size))
-                .await
-                .map(|_| ())
-                .map_err(|e| ErrorKind::from_oci(&e))
-        })
-        .await
-        .map_err(fail)
+        else {
+            return false;
+        };
+        if response.status() == reqwest::StatusCode::CREATED {
+            return true;
+        }
+        if response.status() == reqwest::StatusCode::ACCEPTED
+            && let Ok(Some(opened)) = location(&response, &url)
+        {
+            self.delete_session(repo, &opened).await;
+        }
+        false
     }
 }
 

@@ -76,7 +76,11 @@ impl Registry {
             .map_err(|e| ErrorKind::from_reqwest(&e))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(ErrorKind::from_status(status.as_u16(), "catalog"));
+            return Err(ErrorKind::from_response(
+                status.as_u16(),
+                response.headers(),
+                "catalog",
+            ));
         }
         let link = response
             .headers()

@@ -1,13 +1,13 @@
-//! Manifests: bounded downloads of our own (oci-client reads a body whole, whatever its size),
+//! Manifests: bounded downloads (oci-client would read a body whole, whatever its size),
 //! digests checked, and byte-for-byte uploads.
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use sensei_core::digest::Digest;
 use sensei_core::oci;
 
+use super::request::{Bounded, expect_success, read_bounded};
 use super::{Registry, Repo};
-use crate::error::{ErrorKind, RegistryError, short};
+use crate::error::{ErrorKind, RegistryError};
 
 /// Accept header for manifests: every kind a bundle may hold.
 const MANIFEST_ACCEPT: [&str; 4] = [
@@ -55,12 +55,7 @@ impl Registry {
         asked_digest: Option<Digest>,
         fresh_auth: bool,
     ) -> Result<FetchedManifest, ErrorKind> {
-        let url = format!(
-            "{}://{}/v2/{}/manifests/{reference}",
-            self.scheme(&repo.host),
-            repo.host,
-            repo.path
-        );
+        let url = self.url(repo, &format!("manifests/{reference}"));
         let mut response = None;
         // One fresh token on a 401: tokens expire during long builds.
         for fresh in [fresh_auth, true] {
@@ -79,12 +74,7 @@ impl Registry {
             response = Some(r);
             break;
         }
-        let response = response.ok_or(ErrorKind::Unauthorized)?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(ErrorKind::from_status(status.as_u16(), short(&body)));
-        }
+        let response = expect_success(response.ok_or(ErrorKind::Unauthorized)?).await?;
         let header_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -152,31 +142,26 @@ impl Registry {
         self.auth_for(&repo.host)
             .await
             .map_err(self.fail(repo, String::new()))?;
-        let target = match reference.parse::<Digest>() {
-            Ok(d) => repo.by_digest(&d),
-            Err(_) => repo.by_tag(reference),
-        };
         let content_type = http::HeaderValue::from_str(media_type)
-            .map_err(|e| fail_kind_protocol(e.to_string()))
+            .map_err(|e| ErrorKind::Protocol(format!("media type {media_type:?}: {e}")))
             .map_err(self.fail(
                 repo,
                 format!("uploading manifest {}:{reference}", repo.path),
             ))?;
+        let url = self.url(repo, &format!("manifests/{reference}"));
         self.retried(&repo.host, |_| async {
-            self.inner
-                .oci
-                .push_manifest_raw(&target, bytes.clone(), content_type.clone())
-                .await
-                .map(|_| ())
-                .map_err(|e| ErrorKind::from_oci(&e))
+            let response = self
+                .send_authorized(repo, &url, |http| {
+                    http.put(&url)
+                        .header(reqwest::header::CONTENT_TYPE, content_type.clone())
+                        .body(bytes.clone())
+                })
+                .await?;
+            expect_success(response).await.map(|_| ())
         })
         .await
         .map_err(fail)
     }
-}
-
-fn fail_kind_protocol(message: String) -> ErrorKind {
-    ErrorKind::Protocol(message)
 }
 
 #[derive(serde::Deserialize)]
@@ -197,23 +182,4 @@ fn too_large_or_size(expected: Option<(Digest, u64)>, actual: u64) -> ErrorKind 
             limit: sensei_core::oci::MAX_MANIFEST_BYTES,
         },
     }
-}
-
-enum Bounded {
-    Over(u64),
-    Net(ErrorKind),
-}
-
-/// Reads a response body, stopping as soon as it passes `limit`.
-async fn read_bounded(response: reqwest::Response, limit: u64) -> Result<Bytes, Bounded> {
-    let mut out = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Bounded::Net(ErrorKind::from_reqwest(&e)))?;
-        if (out.len() + chunk.len()) as u64 > limit {
-            return Err(Bounded::Over((out.len() + chunk.len()) as u64));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out.into())
 }

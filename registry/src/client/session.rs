@@ -1,5 +1,7 @@
-//! Blob uploads in two steps: an upload session opened and fed now ([`Registry::stage_blob`]),
-//! committed later ([`Registry::commit_staged`]) or cancelled ([`Registry::cancel_staged`]).
+//! Blob uploads through an upload session: in one step, the whole blob streamed in the PUT
+//! that commits it ([`Registry::push_blob`]), or in two: a session opened and fed now
+//! ([`Registry::stage_blob`]), committed later ([`Registry::commit_staged`]) or cancelled
+//! ([`Registry::cancel_staged`]).
 //!
 //! A session that was fed but not committed is invisible: the repository gets the blob (and a
 //! registry starts listing the repository) only when the commit names the digest. So a big
@@ -10,11 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use sensei_core::digest::Digest;
 
+use super::request::{expect_success, same_host};
 use super::{Registry, Repo, lock};
-use crate::error::{ErrorKind, RegistryError, short};
+use crate::error::{ErrorKind, RegistryError};
 
 /// An upload session holding every byte of one blob, not yet committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +41,28 @@ impl Staged {
 }
 
 impl Registry {
+    /// Uploads a blob: opens an upload session (POST), then streams every byte in the PUT
+    /// that commits it with its digest (a monolithic upload), which the registry checks.
+    /// `body` is called once per attempt and must give the blob's bytes from the start. A
+    /// transient failure starts over with a new session, the failed one cancelled; a body that
+    /// fails (the bytes changed, or the caller gave up) is not retried.
+    pub async fn push_blob<F, S>(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        size: u64,
+        body: F,
+    ) -> Result<(), RegistryError>
+    where
+        F: Fn() -> Result<S, std::io::Error>,
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let action = format!("uploading blob {digest} to {}", repo.path);
+        self.stream_into_session(repo, digest, size, body, Method::PUT, action)
+            .await
+            .map(|_| ())
+    }
+
     /// Opens an upload session in `repo` (POST) and streams the whole blob into it with one
     /// PATCH, without committing. `body` is called once per attempt and must give the blob's
     /// bytes from the start. A transient failure starts over with a new session; every session
@@ -53,7 +79,34 @@ impl Registry {
         F: Fn() -> Result<S, std::io::Error>,
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
-        let fail = self.fail(repo, format!("staging blob {digest} in {}", repo.path));
+        let action = format!("staging blob {digest} in {}", repo.path);
+        let location = self
+            .stream_into_session(repo, digest, size, body, Method::PATCH, action)
+            .await?;
+        Ok(Staged {
+            repo: repo.clone(),
+            digest: *digest,
+            location,
+        })
+    }
+
+    /// Both kinds of upload, retried: a new session per attempt, the whole blob streamed into
+    /// it by one PUT that commits it (with the digest) or one PATCH that leaves it open; a
+    /// session that failed is cancelled. Returns where the session continues.
+    async fn stream_into_session<F, S>(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        size: u64,
+        body: F,
+        method: Method,
+        action: String,
+    ) -> Result<String, RegistryError>
+    where
+        F: Fn() -> Result<S, std::io::Error>,
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let fail = self.fail(repo, action);
         self.auth_for(&repo.host)
             .await
             .map_err(self.fail(repo, String::new()))?;
@@ -61,17 +114,22 @@ impl Registry {
             // The body first: a caller that gave up opens no session.
             let stream = body().map_err(|e| ErrorKind::Source(e.to_string()))?;
             let opened = self.open_session(repo).await?;
-            match self.patch_stream(repo, &opened, size, stream).await {
-                Ok(location) => Ok(Staged {
-                    repo: repo.clone(),
-                    digest: *digest,
-                    location,
-                }),
-                Err(e) => {
-                    self.delete_session(repo, &opened).await;
-                    Err(e)
-                }
+            let sent = async {
+                let url = if method == Method::PUT {
+                    with_digest(&opened, digest)?
+                } else {
+                    opened.clone()
+                };
+                let response = self
+                    .send_stream(repo, method.clone(), &url, size, stream)
+                    .await?;
+                Ok(location(&response, &url)?.unwrap_or_else(|| opened.clone()))
             }
+            .await;
+            if sent.is_err() {
+                self.delete_session(repo, &opened).await;
+            }
+            sent
         })
         .await
         .map_err(fail)
@@ -84,16 +142,12 @@ impl Registry {
     pub async fn commit_staged(&self, staged: &Staged) -> Result<(), RegistryError> {
         let repo = &staged.repo;
         let action = format!("committing blob {} in {}", staged.digest, repo.path);
-        let mut url = url::Url::parse(&staged.location)
-            .map_err(|e| ErrorKind::Protocol(format!("upload location {}: {e}", staged.location)))
+        let url = with_digest(&staged.location, &staged.digest)
             .map_err(self.fail(repo, action.clone()))?;
-        url.query_pairs_mut()
-            .append_pair("digest", &staged.digest.to_string());
-        let url = url.to_string();
         let fail = self.fail(repo, action);
         self.retried(&repo.host, |_| async {
             let response = self
-                .send_bodiless(repo, &url, |http| {
+                .send_authorized(repo, &url, |http| {
                     http.put(&url)
                         .header(CONTENT_TYPE, "application/octet-stream")
                         .header(CONTENT_LENGTH, 0)
@@ -112,15 +166,10 @@ impl Registry {
     }
 
     /// POST `/v2/<repo>/blobs/uploads/`: a new session's absolute location.
-    async fn open_session(&self, repo: &Repo) -> Result<String, ErrorKind> {
-        let base = format!(
-            "{}://{}/v2/{}/blobs/uploads/",
-            self.scheme(&repo.host),
-            repo.host,
-            repo.path
-        );
+    pub(super) async fn open_session(&self, repo: &Repo) -> Result<String, ErrorKind> {
+        let base = self.url(repo, "blobs/uploads/");
         let response = self
-            .send_bodiless(repo, &base, |http| {
+            .send_authorized(repo, &base, |http| {
                 http.post(&base).header(CONTENT_LENGTH, 0)
             })
             .await?;
@@ -130,14 +179,15 @@ impl Registry {
         })
     }
 
-    /// One PATCH carrying the whole blob; returns where the session continues.
-    async fn patch_stream<S>(
+    /// One request whose body is the blob, streamed (`size` bytes); the successful answer.
+    async fn send_stream<S>(
         &self,
         repo: &Repo,
+        method: Method,
         at: &str,
         size: u64,
         stream: S,
-    ) -> Result<String, ErrorKind>
+    ) -> Result<reqwest::Response, ErrorKind>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
@@ -153,7 +203,7 @@ impl Registry {
         let mut request = self
             .inner
             .http
-            .patch(at)
+            .request(method, at)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
             .body(reqwest::Body::wrap_stream(stream));
@@ -167,58 +217,33 @@ impl Registry {
             return Err(ErrorKind::Source(why));
         }
         let response = sent.map_err(|e| ErrorKind::from_reqwest(&e))?;
-        let response = expect_success(response).await?;
-        Ok(location(&response, at)?.unwrap_or_else(|| at.to_owned()))
+        expect_success(response).await
     }
 
     /// One DELETE, best effort. (docker-registry 2.8 cannot cancel a session whose PATCH was
     /// cut short: the location's offset is then stale, and its stale-offset path closes the
     /// upload before cancelling it, so the partial upload stays under `_uploads`, never
     /// listed, until the registry's upload purging removes it.)
-    async fn delete_session(&self, repo: &Repo, at: &str) {
-        let _ = self.send_bodiless(repo, at, |http| http.delete(at)).await;
-    }
-
-    /// A request without a body, with push credentials for `repo` (when `url` is on its host),
-    /// asked once more with a fresh token after a 401.
-    async fn send_bodiless(
-        &self,
-        repo: &Repo,
-        url: &str,
-        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, ErrorKind> {
-        let ours = same_host(url, &repo.host);
-        for fresh in [false, true] {
-            let mut request = build(&self.inner.http);
-            if ours && let Some(h) = self.authorization(repo, true, fresh).await? {
-                request = request.header(AUTHORIZATION, h);
-            }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| ErrorKind::from_reqwest(&e))?;
-            if response.status() == reqwest::StatusCode::UNAUTHORIZED && !fresh && ours {
-                continue;
-            }
-            return Ok(response);
-        }
-        Err(ErrorKind::Unauthorized)
+    pub(super) async fn delete_session(&self, repo: &Repo, at: &str) {
+        let _ = self.send_authorized(repo, at, |http| http.delete(at)).await;
     }
 }
 
-/// The response if it is a success; else its status as an error kind.
-async fn expect_success(response: reqwest::Response) -> Result<reqwest::Response, ErrorKind> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let body = response.text().await.unwrap_or_default();
-    Err(ErrorKind::from_status(status.as_u16(), short(&body)))
+/// A session's location with `digest=` added: where the PUT that commits it goes.
+fn with_digest(location: &str, digest: &Digest) -> Result<String, ErrorKind> {
+    let mut url = url::Url::parse(location)
+        .map_err(|e| ErrorKind::Protocol(format!("upload location {location}: {e}")))?;
+    url.query_pairs_mut()
+        .append_pair("digest", &digest.to_string());
+    Ok(url.to_string())
 }
 
 /// The response's `Location`, made absolute against the URL it answered (a registry may give a
 /// path only).
-fn location(response: &reqwest::Response, base: &str) -> Result<Option<String>, ErrorKind> {
+pub(super) fn location(
+    response: &reqwest::Response,
+    base: &str,
+) -> Result<Option<String>, ErrorKind> {
     let Some(value) = response.headers().get(LOCATION) else {
         return Ok(None);
     };
@@ -238,49 +263,10 @@ fn resolve(base: &str, value: &str) -> Result<String, ErrorKind> {
     Ok(joined.to_string())
 }
 
-/// Whether `url` points at `host` (`HOST[:PORT]`): credentials are only ever sent there.
-fn same_host(url: &str, host: &str) -> bool {
-    url::Url::parse(url).is_ok_and(|u| {
-        let at = match (u.host_str(), u.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_owned(),
-            (None, _) => return false,
-        };
-        at.eq_ignore_ascii_case(host)
-            || u.port().is_none() && {
-                // `host` may name the scheme's default port explicitly.
-                let default = if u.scheme() == "http" { 80 } else { 443 };
-                host.eq_ignore_ascii_case(&format!("{at}:{default}"))
-            }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn credentials_go_to_the_registry_host_only() {
-        assert!(same_host(
-            "http://127.0.0.1:5000/v2/x/blobs/uploads/1",
-            "127.0.0.1:5000"
-        ));
-        assert!(same_host(
-            "https://Registry.Internal/v2/x",
-            "registry.internal"
-        ));
-        assert!(same_host(
-            "https://registry.internal/v2/x",
-            "registry.internal:443"
-        ));
-        assert!(!same_host(
-            "https://elsewhere.example/v2/x",
-            "registry.internal"
-        ));
-        assert!(!same_host("http://127.0.0.1:5001/v2/x", "127.0.0.1:5000"));
-        assert!(!same_host("not a url", "registry.internal"));
-    }
 
     #[test]
     fn locations_resolve_against_the_registry() {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
-use sensei_core::digest::Digest;
 use tokio::sync::Mutex;
 
 use crate::credentials::CredentialSource;
@@ -52,10 +51,6 @@ impl Repo {
             host: host.into(),
             path: path.into(),
         }
-    }
-
-    fn by_digest(&self, digest: &Digest) -> Reference {
-        Reference::with_digest(self.host.clone(), self.path.clone(), digest.to_string())
     }
 
     fn by_tag(&self, tag: &str) -> Reference {

@@ -11,7 +11,7 @@ use sensei_tests::charts::{
     API_IMAGE, DISCOVERY_CHART, DISCOVERY_VERSION, INIT_IMAGE, METRICS_IMAGE, MIGRATE_IMAGE,
     write_discovery_chart,
 };
-use sensei_tests::rig::{self, DockerConfig, FaultProxy, Registry, StaticServer, seed};
+use sensei_tests::rig::{self, DockerConfig, Failure, FaultProxy, Registry, StaticServer, seed};
 use sensei_tests::scene::{Scene, bundle_json, tar_file};
 
 /// The files of a tar, by name.
@@ -264,6 +264,9 @@ fn rides_through_503s_and_resumes_a_dropped_blob_with_range() {
     let api = scene.seed(&registry, "api:1.2.0");
     let layer = api.blobs[0].clone();
     proxy.fail_with(503, 3, "/blobs/");
+    // A rate limiter's 429 says how long to wait (longer than any backoff these retries
+    // could reach): that wait is kept.
+    proxy.fail(Failure::new(429, 1, "/blobs/").method("GET").retry_after(3));
     proxy.drop_connection_after(100, &layer);
     let reference = format!("{}/sensei/api:1.2.0", proxy.host());
     let spec = scene.spec_of(&reference);
@@ -282,6 +285,17 @@ fn rides_through_503s_and_resumes_a_dropped_blob_with_range() {
     );
     let refused = proxy.requests().iter().filter(|r| r.status == 503).count();
     assert_eq!(refused, 3, "{:?}", proxy.requests());
+    let log = proxy.requests();
+    let limited = log.iter().position(|r| r.status == 429).expect("no 429");
+    let again = log[limited + 1..]
+        .iter()
+        .find(|r| r.path == log[limited].path)
+        .expect("the blob was not asked for again");
+    let waited = again.at.duration_since(log[limited].at);
+    assert!(
+        waited >= std::time::Duration::from_millis(2900),
+        "retried after {waited:?}, not the 3 s asked for"
+    );
 }
 
 #[test]

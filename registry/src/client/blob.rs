@@ -5,8 +5,7 @@ use std::io::{Seek, Write};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use oci_client::Reference;
-use oci_client::client::BlobResponse;
+use reqwest::header::{CONTENT_RANGE, RANGE};
 use sensei_core::digest::{Digest, Hasher};
 
 use super::request::expect_success;
@@ -31,8 +30,7 @@ impl Registry {
         self.auth_for(&repo.host)
             .await
             .map_err(self.fail(repo, String::new()))?;
-        let reference = repo.by_digest(digest);
-        let digest_str = digest.to_string();
+        let url = self.url(repo, &format!("blobs/{digest}"));
         let state = std::sync::Mutex::new(PullState {
             hasher: Hasher::new(),
             written: 0,
@@ -40,7 +38,7 @@ impl Registry {
         });
         let result = self
             .retried(&repo.host, |_| {
-                self.pull_attempt(&reference, &digest_str, size, &state, progress)
+                self.pull_attempt(repo, &url, size, &state, progress)
             })
             .await;
         let state = state
@@ -81,38 +79,54 @@ impl Registry {
         Ok(buf.into())
     }
 
+    /// One GET of the blob, from where the last attempt stopped (`Range`) if it got anywhere.
     async fn pull_attempt(
         &self,
-        reference: &Reference,
-        digest: &str,
+        repo: &Repo,
+        url: &str,
         size: u64,
         state: &std::sync::Mutex<PullState<'_>>,
         progress: &(dyn Fn(i64) + Send + Sync),
     ) -> Result<(), ErrorKind> {
         let offset = lock(state).written;
         let response = self
-            .inner
-            .oci
-            .pull_blob_stream_partial(reference, digest, offset, None)
-            .await
-            .map_err(|e| ErrorKind::from_oci(&e))?;
-        let mut stream = match response {
-            BlobResponse::Partial(s) => s.stream,
-            BlobResponse::Full(s) => {
-                // The registry ignored Range (or this is the first attempt): from byte 0.
-                let mut st = lock(state);
-                if st.written > 0 {
-                    progress(-(st.written as i64));
-                    st.sink.restart()?;
+            .send_authorized(repo, url, false, |http| {
+                let get = http.get(url);
+                if offset > 0 {
+                    get.header(RANGE, format!("bytes={offset}-"))
+                } else {
+                    get
                 }
-                st.hasher = Hasher::new();
-                st.written = 0;
-                s.stream
+            })
+            .await?;
+        let response = expect_success(response).await?;
+        if offset > 0 && response.status() == reqwest::StatusCode::PARTIAL_CONTENT {
+            let start = response
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(range_start);
+            if start != Some(offset) {
+                return Err(ErrorKind::Protocol(format!(
+                    "asked for the blob from byte {offset}, got Content-Range {:?}",
+                    response.headers().get(CONTENT_RANGE)
+                )));
             }
-        };
+        } else {
+            // The registry ignored Range (or this is the first attempt): from byte 0.
+            let mut st = lock(state);
+            if st.written > 0 {
+                progress(-(st.written as i64));
+                st.sink.restart()?;
+            }
+            st.hasher = Hasher::new();
+            st.written = 0;
+        }
+        let mut stream = response.bytes_stream();
         let result = async {
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| ErrorKind::Connect(e.to_string()))?;
+                // Cut off mid-body: worth resuming, whatever the layer below says.
+                let chunk = chunk.map_err(|e| ErrorKind::Connect(crate::error::error_chain(&e)))?;
                 let mut st = lock(state);
                 if st.written + chunk.len() as u64 > size {
                     return Err(ErrorKind::Size {
@@ -148,7 +162,7 @@ impl Registry {
         let url = self.url(repo, &format!("blobs/{digest}"));
         self.retried(&repo.host, |_| async {
             let response = self
-                .send_authorized(repo, &url, |http| http.head(&url))
+                .send_authorized(repo, &url, true, |http| http.head(&url))
                 .await?;
             if response.status() == reqwest::StatusCode::NOT_FOUND {
                 return Ok(false);
@@ -174,7 +188,7 @@ impl Registry {
             .append_pair("from", from);
         let url = url.to_string();
         let Ok(response) = self
-            .send_authorized(repo, &url, |http| {
+            .send_authorized(repo, &url, true, |http| {
                 http.post(&url).header(reqwest::header::CONTENT_LENGTH, 0)
             })
             .await
@@ -191,6 +205,17 @@ impl Registry {
         }
         false
     }
+}
+
+/// The first byte of a `Content-Range: bytes START-END/TOTAL`.
+fn range_start(value: &str) -> Option<u64> {
+    value
+        .strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Where a downloaded blob goes: written chunk by chunk, restarted from zero if the
@@ -248,4 +273,17 @@ struct PullState<'a> {
     hasher: Hasher,
     written: u64,
     sink: &'a mut (dyn BlobSink + Send),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_answer_says_where_it_starts() {
+        assert_eq!(range_start("bytes 100-999/1000"), Some(100));
+        assert_eq!(range_start("bytes 0-0/1"), Some(0));
+        assert_eq!(range_start("bytes */1000"), None);
+        assert_eq!(range_start("items 1-2/3"), None);
+    }
 }

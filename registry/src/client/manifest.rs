@@ -151,7 +151,7 @@ impl Registry {
         let url = self.url(repo, &format!("manifests/{reference}"));
         self.retried(&repo.host, |_| async {
             let response = self
-                .send_authorized(repo, &url, |http| {
+                .send_authorized(repo, &url, true, |http| {
                     http.put(&url)
                         .header(reqwest::header::CONTENT_TYPE, content_type.clone())
                         .body(bytes.clone())

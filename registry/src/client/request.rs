@@ -25,18 +25,20 @@ impl Registry {
     }
 
     /// A request built by `build` (called again for a second try, so any body must be cheap to
-    /// clone), with push credentials for `repo` when `url` is on its host, asked once more
-    /// with a fresh token after a 401. Returns whatever the registry answered.
+    /// clone), with credentials for `repo` (to push, or only to pull) when `url` is on its
+    /// host, asked once more with a fresh token after a 401. Returns whatever the registry
+    /// answered.
     pub(super) async fn send_authorized(
         &self,
         repo: &Repo,
         url: &str,
+        push: bool,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ErrorKind> {
         let ours = same_host(url, &repo.host);
         for fresh in [false, true] {
             let mut request = build(&self.inner.http);
-            if ours && let Some(h) = self.authorization(repo, true, fresh).await? {
+            if ours && let Some(h) = self.authorization(repo, push, fresh).await? {
                 request = request.header(AUTHORIZATION, h);
             }
             let response = request

@@ -147,7 +147,7 @@ impl Registry {
         let fail = self.fail(repo, action);
         self.retried(&repo.host, |_| async {
             let response = self
-                .send_authorized(repo, &url, |http| {
+                .send_authorized(repo, &url, true, |http| {
                     http.put(&url)
                         .header(CONTENT_TYPE, "application/octet-stream")
                         .header(CONTENT_LENGTH, 0)
@@ -169,7 +169,7 @@ impl Registry {
     pub(super) async fn open_session(&self, repo: &Repo) -> Result<String, ErrorKind> {
         let base = self.url(repo, "blobs/uploads/");
         let response = self
-            .send_authorized(repo, &base, |http| {
+            .send_authorized(repo, &base, true, |http| {
                 http.post(&base).header(CONTENT_LENGTH, 0)
             })
             .await?;
@@ -225,7 +225,9 @@ impl Registry {
     /// upload before cancelling it, so the partial upload stays under `_uploads`, never
     /// listed, until the registry's upload purging removes it.)
     pub(super) async fn delete_session(&self, repo: &Repo, at: &str) {
-        let _ = self.send_authorized(repo, at, |http| http.delete(at)).await;
+        let _ = self
+            .send_authorized(repo, at, true, |http| http.delete(at))
+            .await;
     }
 }
 

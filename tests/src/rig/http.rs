@@ -30,6 +30,8 @@ pub struct Logged {
     pub status: u16,
     /// The client's `Range` header, if any (to see resumed downloads).
     pub range: Option<String>,
+    /// When it was answered (to see how long a client waited before trying again).
+    pub at: std::time::Instant,
 }
 
 /// The requests a server answered, in order; shared with its connection threads.

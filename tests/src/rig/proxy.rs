@@ -199,6 +199,7 @@ fn serve_one(
             path: path.clone(),
             status,
             range: range.clone(),
+            at: std::time::Instant::now(),
         })
     };
 

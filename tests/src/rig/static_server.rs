@@ -118,6 +118,7 @@ fn serve_one(
         path,
         status,
         range: None,
+        at: std::time::Instant::now(),
     });
     Ok(!close)
 }

@@ -1,0 +1,438 @@
+//! Push under attack and under faults: hostile bundles commit nothing (even with a big blob
+//! already staged), a staged session lost at commit is uploaded again, 503s and 429s are ridden
+//! through, and a registry killed mid-push is survived or, run again, completed.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// Hostile bundles: rejected before a single write
+
+fn entries(b: &Built) -> Vec<Entry> {
+    craft::parse(&std::fs::read(&b.tar).unwrap()).unwrap()
+}
+
+fn write(b: &Built, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = b.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn hostile_bundles_are_rejected_before_any_write_and_leave_the_registry_empty() {
+    let b = Built::new();
+    let registry = Registry::plain();
+    let proxy = FaultProxy::in_front_of(&registry);
+
+    let mut cases: Vec<(&str, PathBuf, Vec<PathBuf>, &str)> = vec![];
+    // A layer blob with one byte flipped, as .tar and as .tar.gz.
+    let mut e = entries(&b);
+    let layer = e
+        .iter()
+        .position(|x| x.path.starts_with("blobs/") && x.body.starts_with(&[0x1f, 0x8b]))
+        .unwrap();
+    let mid = e[layer].body.len() / 2;
+    e[layer].body[mid] ^= 0xff;
+    let tampered = craft::write(&e);
+    cases.push((
+        "tampered layer",
+        write(&b, "tampered.tar", &tampered),
+        vec![b.public.clone()],
+        "has sha256",
+    ));
+    cases.push((
+        "tampered layer, gzip",
+        write(&b, "tampered.tar.gz", &craft::gzip(&tampered)),
+        vec![b.public.clone()],
+        "has sha256",
+    ));
+    // Signed by a key the operator does not trust.
+    let other = b.path().join("other");
+    run_ok(bundler().arg("keygen").arg("--out").arg(&other));
+    cases.push((
+        "untrusted signer",
+        b.tar.clone(),
+        vec![other.with_extension("pub")],
+        "no signature is by a trusted key",
+    ));
+    // Bytes after the end-of-archive marker.
+    let mut garbage = craft::write(&entries(&b));
+    garbage.extend_from_slice(b"appended after the end marker\n");
+    cases.push((
+        "trailing garbage",
+        write(&b, "garbage.tar", &garbage),
+        vec![b.public.clone()],
+        "data after the end of the archive",
+    ));
+    // A file bundle.json does not list.
+    let mut e = entries(&b);
+    e.push(Entry::file("extra.txt", b"added after signing\n".to_vec()));
+    cases.push((
+        "unlisted file",
+        write(&b, "unlisted.tar", &craft::write(&e)),
+        vec![b.public.clone()],
+        "is not listed in bundle.json",
+    ));
+
+    for (what, bundle, keys, message) in cases {
+        let mut cmd = loader();
+        cmd.arg("push")
+            .arg(&bundle)
+            .args(["--registry", &proxy.host(), "--plain-http"]);
+        for k in &keys {
+            cmd.arg("--key").arg(k);
+        }
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{what}: {}", stderr(&out));
+        // Reads may start once the signature holds (a head start on what the registry has),
+        // and so may upload sessions, which nothing can see; commits only after every byte
+        // verified; and nothing at all for an untrusted bundle.
+        assert_nothing_committed(&proxy, what);
+        if what == "untrusted signer" {
+            assert!(
+                proxy.requests().is_empty(),
+                "{what}: {:#?}",
+                proxy.requests()
+            );
+        }
+        proxy.clear_log();
+    }
+    assert!(registry.catalog().is_empty());
+}
+
+/// What a push that failed verification may have sent: reads, and upload sessions (POST,
+/// PATCH) that it then cancelled (DELETE). No PUT (which commits a blob or puts a manifest or
+/// tag) and no mount (which links a blob into a repository): the registry shows nothing new.
+fn assert_nothing_committed(proxy: &FaultProxy, what: &str) {
+    let requests = proxy.requests();
+    for r in &requests {
+        let allowed = match r.method.as_str() {
+            "GET" | "HEAD" => true,
+            "POST" => r.path.contains("/blobs/uploads/") && !r.path.contains("mount="),
+            "PATCH" | "DELETE" => r.path.contains("/blobs/uploads/"),
+            _ => false,
+        };
+        assert!(
+            allowed,
+            "{what}: {} {} was sent: {requests:#?}",
+            r.method, r.path
+        );
+    }
+    let opened = proxy.count("POST", "/blobs/uploads/");
+    let cancelled = proxy.count("DELETE", "/blobs/uploads/");
+    assert_eq!(
+        opened, cancelled,
+        "{what}: every session opened is cancelled: {requests:#?}"
+    );
+}
+
+/// A bundle with a layer big enough to be streamed into an upload session while the bundle is
+/// still being verified (push stages blobs of 1 MiB and more), and long enough to verify that
+/// the session is open before verification reaches the end.
+fn with_big_layer() -> Built {
+    Built::with_options(&FixtureOptions {
+        big_layer_bytes: 64 << 20,
+        ..FixtureOptions::default()
+    })
+}
+
+/// The digest (hex) of the bundle's biggest blob.
+fn biggest_blob(b: &Built) -> String {
+    let e = entries(b);
+    let big = e
+        .iter()
+        .filter(|x| x.path.starts_with("blobs/sha256/"))
+        .max_by_key(|x| x.body.len())
+        .unwrap();
+    big.path.trim_start_matches("blobs/sha256/").to_owned()
+}
+
+#[test]
+fn a_bundle_that_fails_verification_after_its_big_blob_was_staged_commits_nothing() {
+    let b = with_big_layer();
+    let registry = Registry::plain();
+
+    // A byte flipped in the archive's last layer (configs and manifests follow it): the
+    // verification pass fails only there, long after the big blob began streaming into its
+    // session. (A flipped manifest is caught before any request: push reads the manifests
+    // first, each checked against the signed listing.)
+    let mut e = entries(&b);
+    let last = e
+        .iter()
+        .rposition(|x| x.path.starts_with("blobs/") && !x.body.starts_with(b"{"))
+        .unwrap();
+    let mid = e[last].body.len() / 2;
+    e[last].body[mid] ^= 0xff;
+    let flipped = write(&b, "flipped-last.tar", &craft::write(&e));
+    // Trailing garbage: every blob is intact (the big one may be staged whole), the archive is
+    // not.
+    let mut garbage = craft::write(&entries(&b));
+    garbage.extend_from_slice(b"appended after the end marker\n");
+    let garbage = write(&b, "garbage.tar", &garbage);
+
+    for (what, bundle, message) in [
+        ("flipped byte in the last layer", flipped, "has sha256"),
+        (
+            "trailing garbage",
+            garbage,
+            "data after the end of the archive",
+        ),
+    ] {
+        // A proxy each: a PATCH cut short is logged whenever the proxy notices.
+        let proxy = FaultProxy::in_front_of(&registry);
+        let out = push(&b, &bundle, &proxy.host(), &[]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{what}: {}", stderr(&out));
+        // The big blob's session was opened (its PATCH, cut short, may not be in the log).
+        assert!(
+            proxy.count("POST", "/blobs/uploads/") >= 1,
+            "{what}: the big blob was not staged: {:#?}",
+            proxy.requests()
+        );
+        assert_nothing_committed(&proxy, what);
+        assert!(registry.catalog().is_empty(), "{what}");
+        assert!(registry.tags("sensei/big").is_empty(), "{what}");
+    }
+
+    // The same archive, intact: the staged blob is committed (one PUT without a body), the
+    // rest as usual, and everything lands.
+    let proxy = FaultProxy::in_front_of(&registry);
+    let report = pushed(&push(&b, &b.tar, &proxy.host(), &[]));
+    assert_eq!(proxy.count("PATCH", ""), 1, "{:#?}", proxy.requests());
+    assert_eq!(proxy.count("DELETE", ""), 0, "{:#?}", proxy.requests());
+    assert_eq!(
+        proxy.count("PUT", "/blobs/uploads/") as u64,
+        unique_blobs(&report),
+        "{:#?}",
+        proxy.requests()
+    );
+    assert_landed(&registry, &registry.host(), &Expected::of(&b), "");
+}
+
+#[test]
+fn a_staged_session_lost_at_commit_is_uploaded_again_and_a_busy_commit_is_retried() {
+    let b = with_big_layer();
+    let big = biggest_blob(&b);
+    let expected = Expected::of(&b);
+    for (status, puts) in [(503, 2), (404, 2)] {
+        let registry = Registry::plain();
+        let proxy = FaultProxy::in_front_of(&registry);
+        // The commit of the staged big blob fails once: a 503 is retried on the same session;
+        // a 404 says the registry lost it (restarted with another secret, purged it), so the
+        // blob is uploaded again in a session of its own.
+        proxy.fail(Failure::new(status, 1, &big).method("PUT"));
+        let report = pushed(&push(&b, &b.tar, &proxy.host(), &[]));
+        let big_puts = proxy.count("PUT", &big);
+        assert_eq!(big_puts, puts, "{status}: {:#?}", proxy.requests());
+        let patches = proxy.count("PATCH", "/blobs/uploads/");
+        assert_eq!(patches, 1, "{status}: {:#?}", proxy.requests());
+        if status == 404 {
+            // The lost session is cancelled too (harmless if it is gone).
+            assert_eq!(proxy.count("DELETE", "/blobs/uploads/"), 1);
+            assert!(counts(&report, "bytesSent") > 2 * (64 << 20), "{report}");
+        }
+        assert_eq!(counts(&report, "blobsUploaded"), unique_blobs(&report));
+        assert_landed(&registry, &registry.host(), &expected, "");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults
+
+#[test]
+fn rides_through_503s_on_uploads_manifests_and_checks() {
+    let b = Built::new();
+    let expected = Expected::of(&b);
+    for bundle in [&b.tar, &b.tgz] {
+        let registry = Registry::plain();
+        let proxy = FaultProxy::in_front_of(&registry);
+        // The first three blob uploads, the catalog and two manifest PUTs fail, each once.
+        proxy.fail(Failure::new(503, 3, "/blobs/uploads/").method("PUT"));
+        proxy.fail(Failure::new(503, 1, "/v2/_catalog").method("GET"));
+        // The 429s ask for a wait long enough to be told however recent the other notices.
+        proxy.fail(
+            Failure::new(429, 2, "/manifests/")
+                .method("PUT")
+                .retry_after(2),
+        );
+        let out = push(&b, bundle, &proxy.host(), &[]);
+        let report = pushed(&out);
+        let failed = proxy.requests().iter().filter(|r| r.status >= 429).count();
+        assert_eq!(failed, 6, "{:#?}", proxy.requests());
+        // The user is told why the push pauses: which registry, what it answered, when the
+        // next attempt goes.
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("warning: registry {}: ", proxy.host()))
+                && err.contains("retrying in")
+                && err.contains("(attempt 2 of 6)"),
+            "{err}"
+        );
+        // The manifest PUTs' 429s said `Retry-After: 2`: that wait is kept, not the backoff.
+        assert!(
+            err.contains("retrying in 2.0 s as the registry asked"),
+            "{err}"
+        );
+        assert_eq!(counts(&report, "blobsUploaded"), unique_blobs(&report));
+        assert_landed(&registry, &registry.host(), &expected, "");
+    }
+}
+
+/// Files named `data` under an `_uploads` directory of the registry's storage: the blob
+/// uploads in progress, and their sizes.
+fn uploads_in_progress(dir: &Path) -> u64 {
+    let mut biggest = 0;
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for entry in read.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            biggest = biggest.max(uploads_in_progress(&path));
+        } else if path.file_name().is_some_and(|n| n == "data")
+            && path.components().any(|c| c.as_os_str() == "_uploads")
+        {
+            biggest = biggest.max(meta.len());
+        }
+    }
+    biggest
+}
+
+/// Waits until the registry has received `bytes` of some upload.
+fn wait_for_upload(registry: &Registry, bytes: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while uploads_in_progress(&registry.storage_dir()) < bytes {
+        assert!(Instant::now() < deadline, "no upload reached {bytes} bytes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// 256 MiB: long enough to upload that the registry can be killed in the middle.
+const BIG: u64 = 256 * 1024 * 1024;
+
+#[test]
+fn a_registry_killed_mid_push_is_ridden_through_and_an_interrupted_push_completes_later() {
+    let b = Built::with_options(&FixtureOptions {
+        big_layer_bytes: BIG,
+        ..FixtureOptions::default()
+    });
+    let expected = Expected::of(&b);
+
+    // 1. The registry dies mid-upload and comes back within the retry window: the same push
+    //    completes.
+    let registry = Registry::plain();
+    let proxy = FaultProxy::in_front_of(&registry);
+    let child = push_cmd(&b, &b.tar, &proxy.host(), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_upload(&registry, 16 << 20);
+    registry.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    registry.start();
+    let out = child.wait_with_output().unwrap();
+    let report = pushed(&out);
+    assert!(
+        proxy.requests().iter().any(|r| r.status == 502),
+        "the kill was not seen: {:#?}",
+        proxy.requests()
+    );
+    assert!(counts(&report, "bytesSent") > report["blobBytes"].as_u64().unwrap());
+    assert_landed(&registry, &registry.host(), &expected, "");
+
+    // 2. The registry and the push both die mid-upload; the next push uploads exactly the
+    //    blobs the registry does not hold yet (the big one among them) and skips the rest.
+    let registry = Registry::plain();
+    let proxy = FaultProxy::in_front_of(&registry);
+    let mut child = push_cmd(&b, &b.tar, &proxy.host(), &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Both die once every other image is in (its blobs committed right after verification,
+    // its tag as soon as they were) while the big blob still streams into its session (opened
+    // while verifying). Not amid those small writes: a registry killed while writing a link
+    // file leaves it empty, and docker-registry then answers 500 for that blob or tag.
+    let others: Vec<(String, String)> = expected
+        .targets("")
+        .into_iter()
+        .filter_map(|(t, _)| {
+            let (repo, tag) = t.rsplit_once(':')?;
+            (repo != "sensei/big").then(|| (repo.to_owned(), tag.to_owned()))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while uploads_in_progress(&registry.storage_dir()) < 64 << 20
+        || others
+            .iter()
+            .any(|(repo, tag)| !registry.tags(repo).contains(tag))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the other images were not in while the big blob was still uploading"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    registry.kill();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    registry.start();
+    assert!(
+        registry.tags("sensei/big").is_empty(),
+        "tagged before its blobs were in"
+    );
+    let layers_and_configs = blob_digests(&b);
+    let stored = stored_blobs(&registry);
+    let missing = layers_and_configs.difference(&stored).count();
+    assert!(
+        missing >= 1 && missing < layers_and_configs.len(),
+        "{missing} of {} blobs missing",
+        layers_and_configs.len()
+    );
+    proxy.clear_log();
+    let report = pushed(&push(&b, &b.tar, &proxy.host(), &[]));
+    assert_eq!(
+        proxy.count("PUT", "/blobs/uploads/"),
+        missing,
+        "{:#?}",
+        proxy.requests()
+    );
+    assert_eq!(counts(&report, "blobsUploaded"), missing as u64);
+    assert!(counts(&report, "blobsPresent") > 0);
+    assert_landed(&registry, &registry.host(), &expected, "");
+}
+
+/// Digests of the bundle's layers and configs: its blobs that are not manifests or indexes.
+fn blob_digests(b: &Built) -> BTreeSet<String> {
+    entries(b)
+        .iter()
+        .filter_map(|e| {
+            let hex = e.path.strip_prefix("blobs/sha256/")?;
+            let manifest = serde_json::from_slice::<serde_json::Value>(&e.body)
+                .is_ok_and(|v| v.get("schemaVersion").is_some());
+            (!manifest).then(|| format!("sha256:{hex}"))
+        })
+        .collect()
+}
+
+/// Digests of the blobs the registry holds whole (its global blob store).
+fn stored_blobs(registry: &Registry) -> BTreeSet<String> {
+    let root = registry
+        .storage_dir()
+        .join("docker/registry/v2/blobs/sha256");
+    let mut out = BTreeSet::new();
+    for prefix in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        for blob in std::fs::read_dir(prefix.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if blob.path().join("data").is_file() {
+                out.insert(format!("sha256:{}", blob.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
+}

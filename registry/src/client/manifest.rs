@@ -40,8 +40,8 @@ impl Registry {
         let asked_digest = expected
             .map(|(d, _)| d)
             .or_else(|| reference.parse::<Digest>().ok());
-        self.retried(&repo.host, |attempt| {
-            self.manifest_once(repo, reference, expected, asked_digest, attempt > 0)
+        self.retried(&repo.host, |_| {
+            self.manifest_once(repo, reference, expected, asked_digest)
         })
         .await
         .map_err(fail)
@@ -53,28 +53,16 @@ impl Registry {
         reference: &str,
         expected: Option<(Digest, u64)>,
         asked_digest: Option<Digest>,
-        fresh_auth: bool,
     ) -> Result<FetchedManifest, ErrorKind> {
         let url = self.url(repo, &format!("manifests/{reference}"));
-        let mut response = None;
-        // One fresh token on a 401: tokens expire during long builds.
-        for fresh in [fresh_auth, true] {
-            let mut req = self
-                .inner
-                .http
-                .get(&url)
-                .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT.join(", "));
-            if let Some(h) = self.authorization(repo, false, fresh).await? {
-                req = req.header(reqwest::header::AUTHORIZATION, h);
-            }
-            let r = req.send().await.map_err(|e| ErrorKind::from_reqwest(&e))?;
-            if r.status() == reqwest::StatusCode::UNAUTHORIZED && !fresh {
-                continue;
-            }
-            response = Some(r);
-            break;
-        }
-        let response = expect_success(response.ok_or(ErrorKind::Unauthorized)?).await?;
+        // Pull credentials; one fresh token after a 401 (tokens expire during long builds).
+        let response = self
+            .send_authorized(repo, &url, false, |http| {
+                http.get(&url)
+                    .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT.join(", "))
+            })
+            .await?;
+        let response = expect_success(response).await?;
         let header_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)

@@ -13,6 +13,7 @@ use sensei_core::manifest::{
     SIGNATURE_FILE, file_mode, format_time,
 };
 use sensei_core::oci::{INDEX_FILE, OCI_INDEX, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE};
+use sensei_core::outfile::TempFile;
 use sensei_core::progress::Reporter;
 use sensei_core::signature::{KeyId, PrivateKey, signature_file_bytes};
 use serde::Serialize;
@@ -140,19 +141,14 @@ pub fn write_bundle(
     let signatures: Vec<_> = opts.keys.iter().map(|k| k.sign(&manifest)).collect();
     let sig_bytes = signature_file_bytes(&signatures);
 
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = sensei_core::outfile::parent_dir(out);
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "bundle".into());
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(BundleError::io(dir))?;
+    // Named after the output and this process, and locked: a run killed outright leaves it to
+    // the next run's sweep (`outfile::sweep_stale`), which never takes a live run's file.
+    let tmp = TempFile::new_in(&dir, &name, ".partial").map_err(BundleError::io(&dir))?;
     let compression = OutputCompression::from_path(out);
     let mtime = plan.created.as_second().max(0) as u64;
     let mut tar = TarWriter::new(
@@ -260,10 +256,10 @@ pub fn write_bundle(
         .map_err(BundleError::io(tmp.path()))?
         .len();
     set_readable(tmp.as_file()).map_err(BundleError::io(tmp.path()))?;
-    tmp.persist(out).map_err(|e| BundleError::Io {
-        path: out.to_owned(),
-        source: e.error,
-    })?;
+    // The output was checked before the build; check again that nothing but a regular file
+    // took its place meanwhile (a rename would replace a device, FIFO or link).
+    still_replaceable(out)?;
+    tmp.persist(out).map_err(BundleError::io(out))?;
     reporter.finish();
     Ok(Written {
         path: out.to_owned(),
@@ -274,6 +270,32 @@ pub fn write_bundle(
         images: plan.images.len(),
         charts: plan.charts.len(),
     })
+}
+
+/// Refuses an output path that became something other than a regular file during the build.
+pub fn still_replaceable(out: &Path) -> Result<(), BundleError> {
+    match std::fs::symlink_metadata(out) {
+        Ok(m) if !m.file_type().is_file() => Err(InputError::Other(format!(
+            "-o {}: became something other than a regular file during the build; refusing to replace it",
+            out.display()
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// How many bytes the archive of `plan` takes at most: every file with its 512-byte header and
+/// padding, the signed head, the end blocks, and for gzip the stored blocks' framing (5 bytes
+/// per 64 KiB) and member headers. Used to check free space before anything is downloaded.
+pub fn estimated_size(plan: &Plan) -> u64 {
+    const BLOCK: u64 = 512;
+    let padded = |n: u64| BLOCK + n.div_ceil(BLOCK) * BLOCK;
+    let blobs: u64 = plan.blobs.values().map(|b| padded(b.size)).sum();
+    // bundle.json grows with the number of files (about 150 bytes each), index.json with the
+    // images; the rest (oci-layout, load-images.sh, bundle.sig) is a few KiB.
+    let head = plan.blobs.len() as u64 * 256 + 1024 * 1024;
+    let tar = blobs + head + 20 * BLOCK;
+    tar + tar / 10_000 + 64 * 1024
 }
 
 /// Temporary files are created 0600; a bundle is meant to be shared.

@@ -19,6 +19,9 @@ pub enum InputError {
     Image { reference: String, message: String },
     #[error("key {path}: {message}")]
     Key { path: PathBuf, message: String },
+    /// The output path is unfit (a device, a link, an input, someone else's file).
+    #[error(transparent)]
+    Output(#[from] sensei_core::outfile::OutputError),
     #[error("{0}")]
     Other(String),
 }
@@ -58,11 +61,49 @@ pub enum BundleError {
     /// Another outside failure (a chart repository, helm): exit 3.
     #[error("{0}")]
     Outside(String),
+    /// The output's filesystem cannot hold the build, found before anything is downloaded.
+    #[error(
+        "not enough disk space in {dir}: writing {output} needs {needed} ({detail}), and {free} is free; free some space there or write to another disk with -o"
+    )]
+    NoSpace {
+        dir: PathBuf,
+        output: PathBuf,
+        needed: Bytes,
+        free: Bytes,
+        detail: String,
+    },
 }
 
 impl BundleError {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| BundleError::Io { path, source }
+    }
+}
+
+/// A byte count as people read it (`1.6 GB (1610612736 bytes)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bytes(pub u64);
+
+impl std::fmt::Display for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = sensei_core::progress::human_bytes(self.0);
+        if self.0 < 1000 {
+            f.write_str(&short)
+        } else {
+            write!(f, "{short} ({} bytes)", self.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bytes;
+
+    #[test]
+    fn byte_counts_read_as_people_read_them() {
+        assert_eq!(Bytes(512).to_string(), "512 B");
+        assert_eq!(Bytes(1536).to_string(), "1.5 kB (1536 bytes)");
+        assert_eq!(Bytes(3 << 30).to_string(), "3.2 GB (3221225472 bytes)");
     }
 }

@@ -1,21 +1,20 @@
 //! `sensei-bundler`: parses arguments, calls the library, maps errors to the exit-code contract.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use sensei_bundler::chart::repo::http_client;
-use sensei_bundler::create::{WriteOptions, write_bundle};
-use sensei_bundler::error::BundleError;
-use sensei_bundler::error::InputError;
+use sensei_bundler::create::{WriteOptions, estimated_size, write_bundle};
+use sensei_bundler::error::{BundleError, Bytes, InputError};
 use sensei_bundler::fetch::fetch_remote;
-use sensei_bundler::plan::{PlanEnv, PlanOptions, plan};
+use sensei_bundler::plan::{Plan, PlanEnv, PlanOptions, plan};
 use sensei_bundler::{keys, sign};
 use sensei_cli::exit::fail;
-use sensei_cli::{ExitCode, Printer};
-use sensei_core::spec::{BundleSpec, Platform};
+use sensei_cli::{ExitCode, Interrupts, Printer, args};
+use sensei_core::outfile::{self, CheckedOutput, Input, Replace, TempDir, check_output};
+use sensei_core::spec::{BundleSpec, ChartSource, ImageSource, Platform};
+use tokio::runtime::Runtime;
 use sensei_registry::{ClientSettings, CredentialSource, Registry, RetryNotice, RetryPolicy};
 
 #[derive(Parser, Debug)]
@@ -51,9 +50,16 @@ enum Command {
             read its image annotations; resolve every image to a digest (registries in parallel, \
             through `mirrors:` where the spec names one; every manifest hashed); then download \
             the layers in parallel, each unique blob once, hashed as it streams, into a temporary \
-            store beside the output; write the archive, sign it, and rename it into place. \
-            Nothing is left behind on failure or Ctrl-C.",
-        after_help = "Exit codes: 0 written, 2 the spec, a flag or a local file is wrong, 3 a registry, repository, helm or the disk failed (the message names which), 130 interrupted.\n\
+            store beside the output; write the archive, sign it, and rename it into place.\n\n\
+            Safe with what is already there: -o is refused (exit 2, before any download) when it \
+            is a directory, device, FIFO, socket or symlink, when it is one of the inputs (the \
+            spec, a key, a chart, a layout), or when it is an existing file that is not a bundle \
+            (--force replaces such a file). Free space for the archive and the downloads is \
+            checked once the plan is resolved, before any layer is downloaded (exit 3). Ctrl-C, \
+            SIGTERM and SIGHUP stop the build with a message and remove its temporary files; \
+            those of a run killed outright (SIGKILL, power loss) are locked to their process \
+            and removed by the next run in the same directory, never while their run is alive.",
+        after_help = "Exit codes: 0 written, 2 the spec, a flag or a local file is wrong, 3 a registry, repository, helm or the disk failed (the message names which), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP).\n\
             Examples:\n  \
             sensei-bundler create -f manifests/sensei.yaml --version 1.2.0 \\\n      \
                 --key release.key -o sensei-1.2.0.tar.gz\n  \
@@ -102,14 +108,14 @@ struct CreateArgs {
     /// Keep only these platforms of multi-arch images, e.g. linux/amd64 (repeatable; overrides `platforms:`)
     #[arg(long = "platform", value_name = "OS/ARCH")]
     platforms: Vec<Platform>,
-    /// Parallel downloads
-    #[arg(long, value_name = "N", default_value_t = 8)]
-    concurrency: usize,
+    /// Parallel downloads (1 to 64)
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = args::parse_concurrency)]
+    concurrency: u16,
     /// Extra CA certificates (PEM) to trust for registries
     #[arg(long, value_name = "PEM")]
     ca_file: Option<PathBuf>,
     /// Talk plain HTTP to this registry host (repeatable)
-    #[arg(long = "plain-http", value_name = "HOST[:PORT]")]
+    #[arg(long = "plain-http", value_name = "HOST[:PORT]", value_parser = args::parse_registry_host)]
     plain_http: Vec<String>,
     /// Docker config.json with registry credentials (default $DOCKER_CONFIG or ~/.docker/config.json)
     #[arg(long, value_name = "DOCKER_CONFIG_JSON")]
@@ -120,6 +126,9 @@ struct CreateArgs {
     /// Resolve everything and print the plan; write nothing
     #[arg(long)]
     dry_run: bool,
+    /// Replace an existing file at OUT even if it is not a bundle (never a device, directory or link)
+    #[arg(long)]
+    force: bool,
     /// Print the result as one JSON document on stdout
     #[arg(long)]
     json: bool,
@@ -161,6 +170,7 @@ fn exit_code(e: &BundleError) -> ExitCode {
         | BundleError::Io { .. }
         | BundleError::Registry { .. }
         | BundleError::Outside(_) => ExitCode::Outside,
+        BundleError::NoSpace { .. } => ExitCode::Outside,
         BundleError::Cancelled(_) => ExitCode::Interrupted,
     }
 }
@@ -180,7 +190,34 @@ fn run(cli: Cli) -> Result<(), (ExitCode, anyhow::Error)> {
             ));
         }
         Command::Create(args) => {
-            create(args).map_err(|e| match e.downcast_ref::<BundleError>() {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    (
+                        ExitCode::Outside,
+                        anyhow::Error::new(e).context("cannot start the async runtime"),
+                    )
+                })?;
+            // From here on SIGINT, SIGTERM and SIGHUP stop the build cleanly.
+            let interrupts = Interrupts::watch(&runtime).map_err(|e| {
+                (
+                    ExitCode::Outside,
+                    anyhow::Error::new(e).context("cannot watch for signals"),
+                )
+            })?;
+            let result = create(args, &interrupts, &runtime);
+            // Dropping the runtime first stops the downloads still in flight.
+            drop(runtime);
+            result.map_err(|e| match e.downcast_ref::<BundleError>() {
+                Some(BundleError::Cancelled(out)) => (
+                    interrupts.exit_code(),
+                    anyhow::anyhow!(
+                        "stopped by {}: nothing was written to {} and the temporary files are removed",
+                        interrupts.signal_name().unwrap_or("a signal"),
+                        out.display()
+                    ),
+                ),
                 Some(b) => (exit_code(b), e),
                 None => (ExitCode::Usage, e),
             })?
@@ -191,7 +228,7 @@ fn run(cli: Cli) -> Result<(), (ExitCode, anyhow::Error)> {
             let out = args
                 .output
                 .unwrap_or_else(|| sensei_core::signature::countersignature_path(&args.bundle));
-            let done = sign::countersign(&args.bundle, &key, &out).map_err(bundle_err)?;
+            let done = sign::countersign(&args.bundle, &key, &args.key, &out).map_err(bundle_err)?;
             printer.json(&done);
             printer.result(&format!(
                 "countersigned {} {} (bundle.json {})\nby keyid {}\nwrote {} ({} signature(s)); sensei-loader reads it automatically when it sits beside the bundle",
@@ -223,28 +260,136 @@ fn created_time() -> anyhow::Result<Option<jiff::Timestamp>> {
     }
 }
 
-fn create(args: CreateArgs) -> anyhow::Result<()> {
+/// Every path flag of `create` names a readable file: told now, naming the flag (exit 2).
+fn check_create_paths(args: &CreateArgs) -> Result<(), args::BadPath> {
+    args::input_file("-f", &args.spec)?;
+    for k in &args.keys {
+        args::input_file("--key", k)?;
+    }
+    if let Some(p) = &args.ca_file {
+        args::input_file("--ca-file", p)?;
+    }
+    if let Some(p) = &args.registry_config {
+        args::input_file("--registry-config", p)?;
+    }
+    if let Some(p) = &args.helm {
+        args::input_file("--helm", p)?;
+    }
+    Ok(())
+}
+
+/// The output checked before any download: not a device, link or directory, not an input,
+/// and not someone else's file (unless --force); its directory exists and is writable.
+fn check_create_output(
+    args: &CreateArgs,
+    spec: &BundleSpec,
+    output: &Path,
+) -> Result<CheckedOutput, BundleError> {
+    let mut inputs = vec![Input {
+        flag: "-f",
+        path: &args.spec,
+    }];
+    inputs.extend(args.keys.iter().map(|k| Input {
+        flag: "--key",
+        path: k,
+    }));
+    inputs.extend(args.ca_file.iter().map(|p| Input {
+        flag: "--ca-file",
+        path: p,
+    }));
+    inputs.extend(args.registry_config.iter().map(|p| Input {
+        flag: "--registry-config",
+        path: p,
+    }));
+    inputs.extend(spec.charts.iter().filter_map(|c| match c {
+        ChartSource::Path { path, .. } => Some(Input {
+            flag: "the spec's chart",
+            path,
+        }),
+        _ => None,
+    }));
+    inputs.extend(spec.images.iter().filter_map(|i| match i {
+        ImageSource::Layout { layout, .. } => Some(Input {
+            flag: "the spec's OCI layout",
+            path: layout,
+        }),
+        ImageSource::Registry { .. } => None,
+    }));
+    let is_bundle = |p: &Path| sensei_core::verify::read_head(p).is_ok();
+    let replace = if args.force {
+        Replace::Force
+    } else {
+        Replace::IfOurs {
+            what: "a Sensei bundle",
+            is_ours: &is_bundle,
+        }
+    };
+    Ok(check_output("-o", output, &inputs, replace).map_err(InputError::from)?)
+}
+
+/// Free space for the whole build, checked once the plan knows every size and before any
+/// layer is downloaded: the downloads wait in a store beside the output until the archive is
+/// written, so both take room at once.
+fn check_space(plan: &Plan, output: &CheckedOutput) -> Result<(), BundleError> {
+    let archive = estimated_size(plan);
+    let store = plan.remote_bytes();
+    let needed = archive + store;
+    let free = outfile::free_space(&output.dir).map_err(BundleError::io(&output.dir))?;
+    if needed > free {
+        return Err(BundleError::NoSpace {
+            dir: output.dir.clone(),
+            output: output.path.clone(),
+            needed: Bytes(needed),
+            free: Bytes(free),
+            detail: format!(
+                "the archive, up to {}, and {} of downloads held beside it until it is written",
+                Bytes(archive),
+                Bytes(store)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Removes what interrupted runs left beside the output (their owners are gone) and says so.
+fn sweep(dir: &Path, printer: &Printer) {
+    let swept = outfile::sweep_stale(dir);
+    if !swept.paths.is_empty() {
+        printer.warn(&format!(
+            "removed {} temporary file(s) left in {} by interrupted runs, freeing {}",
+            swept.paths.len(),
+            dir.display(),
+            Bytes(swept.bytes)
+        ));
+    }
+}
+
+fn create(args: CreateArgs, interrupts: &Interrupts, runtime: &Runtime) -> anyhow::Result<()> {
     let printer = Printer::new(args.json, args.quiet);
+    check_create_paths(&args)?;
     let spec = BundleSpec::from_path(&args.spec).map_err(|e| BundleError::Input(e.into()))?;
     let keys = args
         .keys
         .iter()
         .map(|k| keys::read_private_key(k))
         .collect::<Result<Vec<_>, _>>()?;
+    let output = match (&args.output, args.dry_run) {
+        (Some(out), false) => Some(check_create_output(&args, &spec, out)?),
+        (None, false) => anyhow::bail!(
+            "missing -o OUT: where to write the bundle (e.g. -o {}-{}.tar.gz)",
+            spec.name,
+            args.version
+                .as_ref()
+                .or(spec.version.as_ref())
+                .map_or_else(|| "VERSION".to_owned(), ToString::to_string)
+        ),
+        (_, true) => None,
+    };
     let opts = PlanOptions {
         version: args.version.clone(),
         platforms: args.platforms.clone(),
         created: created_time()?,
     };
-    if let Some(path) = &args.registry_config
-        && !path.is_file()
-    {
-        return Err(BundleError::Input(InputError::Other(format!(
-            "--registry-config {}: no such file; give the Docker config.json that holds the registry credentials",
-            path.display()
-        )))
-        .into());
-    }
     let registry = Registry::new(ClientSettings {
         ca_files: args.ca_file.iter().cloned().collect(),
         plain_http: args.plain_http.clone(),
@@ -263,72 +408,57 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
             BundleError::Outside(e.to_string())
         }
     })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let concurrency = usize::from(args.concurrency);
     let env = PlanEnv {
         registry: &registry,
         http: &http,
         helm: args.helm.as_deref(),
-        concurrency: args.concurrency,
+        concurrency,
     };
-    let mut plan = runtime.block_on(plan(&spec, &args.spec, &opts, &env))?;
-    if args.dry_run {
+    let cancelled = |out: &Path| BundleError::Cancelled(out.to_owned());
+    let mut plan = runtime.block_on(async {
+        tokio::select! {
+            plan = plan(&spec, &args.spec, &opts, &env) => plan,
+            () = interrupts.stopped() => Err(cancelled(args.output.as_deref().unwrap_or(Path::new("-")))),
+        }
+    })?;
+    let Some(output) = output else {
         printer.json(&plan.summary());
         printer.result(&sensei_bundler::create::render_plan(&plan));
         return Ok(());
-    }
-    let Some(output) = args.output else {
-        anyhow::bail!(
-            "missing -o OUT: where to write the bundle (e.g. -o {}-{}.tar.gz)",
-            plan.name,
-            plan.version
-        );
     };
     if keys.is_empty() {
         printer.warn("no --key given: the bundle is unsigned, and verification will reject it until someone signs it (`sensei-bundler sign`)");
     }
-    let cancel = Arc::new(AtomicBool::new(false));
-    {
-        let cancel = cancel.clone();
-        // A second Ctrl-C exits at once; the first lets the writer remove its temporary files.
-        let _ = ctrlc::set_handler(move || {
-            if cancel.swap(true, Ordering::SeqCst) {
-                std::process::exit(ExitCode::Interrupted.code());
-            }
-        });
-    }
+    sweep(&output.dir, &printer);
+    check_space(&plan, &output)?;
     let reporter = printer.reporter();
     // Fetched layers wait beside the output (same filesystem, so writing the archive is a
-    // local copy); the directory goes away whatever happens.
-    let out_dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let store = tempfile::Builder::new()
-        .prefix(".sensei-fetch-")
-        .tempdir_in(&out_dir)
-        .map_err(BundleError::io(&out_dir))?;
+    // local copy); the directory is locked by this process and goes away whatever happens.
+    let label = format!(
+        "{}.fetch",
+        output.path.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let store = TempDir::new_in(&output.dir, &label).map_err(BundleError::io(&output.dir))?;
     let fetched = runtime
         .block_on(fetch_remote(
             &mut plan,
             &registry,
             store.path(),
-            args.concurrency,
-            Some(&cancel),
+            concurrency,
+            Some(interrupts.flag()),
             reporter.as_ref(),
         ))
         .map_err(|e| match e {
-            BundleError::Cancelled(_) => BundleError::Cancelled(output.clone()),
+            BundleError::Cancelled(_) => cancelled(&output.path),
             e => e,
         })?;
     let written = write_bundle(
         &plan,
-        &output,
+        &output.path,
         &WriteOptions {
             keys: &keys,
-            cancel: Some(&cancel),
+            cancel: Some(interrupts.flag()),
         },
         reporter.as_ref(),
     )?;

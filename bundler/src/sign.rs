@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use sensei_core::digest::Digest;
 use sensei_core::manifest::BundleManifest;
+use sensei_core::outfile::{Input, Replace, TempFile, check_output, parent_dir};
 use sensei_core::signature::{
     KeyId, MAX_SIGNATURE_FILE_BYTES, PrivateKey, parse_signature_file, signature_file_bytes,
 };
@@ -45,8 +46,27 @@ pub fn read_manifest_bytes(bundle: &Path) -> Result<Vec<u8>, BundleError> {
 pub fn countersign(
     bundle: &Path,
     key: &PrivateKey,
+    key_path: &Path,
     out: &Path,
 ) -> Result<Countersigned, BundleError> {
+    // Never a device, link or input at the output; an existing file is merged into below only
+    // if it reads as a signature file.
+    check_output(
+        "-o",
+        out,
+        &[
+            Input {
+                flag: "BUNDLE",
+                path: bundle,
+            },
+            Input {
+                flag: "--key",
+                path: key_path,
+            },
+        ],
+        Replace::Force,
+    )
+    .map_err(InputError::from)?;
     let manifest_bytes = read_manifest_bytes(bundle)?;
     // Refuse to sign something that is not a well-formed bundle manifest.
     let manifest = BundleManifest::from_slice(&manifest_bytes)
@@ -75,12 +95,14 @@ pub fn countersign(
     entries.retain(|e| e.keyid != entry.keyid);
     entries.push(entry);
     let bytes = signature_file_bytes(&entries);
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(BundleError::io(dir))?;
-    tmp.write_all(&bytes).map_err(BundleError::io(tmp.path()))?;
+    let dir = parent_dir(out);
+    let label = out
+        .file_name()
+        .map_or_else(|| "bundle.sig".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = TempFile::new_in(&dir, &label, ".partial").map_err(BundleError::io(&dir))?;
+    tmp.as_file()
+        .write_all(&bytes)
+        .map_err(BundleError::io(tmp.path()))?;
     tmp.as_file()
         .sync_all()
         .map_err(BundleError::io(tmp.path()))?;
@@ -90,10 +112,8 @@ pub fn countersign(
             .set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(BundleError::io(tmp.path()))?;
     }
-    tmp.persist(out).map_err(|e| BundleError::Io {
-        path: out.to_owned(),
-        source: e.error,
-    })?;
+    crate::create::still_replaceable(out)?;
+    tmp.persist(out).map_err(BundleError::io(out))?;
     Ok(Countersigned {
         signature_file: out.to_owned(),
         keyid: key.public().id().clone(),

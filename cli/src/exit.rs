@@ -10,8 +10,12 @@ pub enum ExitCode {
     Usage = 2,
     /// An outside failure: registry, network, helm, disk.
     Outside = 3,
+    /// Stopped by SIGHUP (the shell convention, 128 + 1).
+    HangUp = 129,
     /// Interrupted by Ctrl-C (the shell convention, 128 + SIGINT).
     Interrupted = 130,
+    /// Stopped by SIGTERM (128 + 15): what `timeout`, systemd and CI send.
+    Terminated = 143,
 }
 
 impl ExitCode {

@@ -2,8 +2,11 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)] // this crate is where printing happens
 
+pub mod args;
 pub mod exit;
+pub mod interrupt;
 pub mod printer;
 
 pub use exit::ExitCode;
+pub use interrupt::Interrupts;
 pub use printer::{OutputMode, Printer};

@@ -9,6 +9,7 @@ pub mod compat;
 pub mod digest;
 pub mod manifest;
 pub mod oci;
+pub mod outfile;
 pub mod progress;
 pub mod signature;
 pub mod spec;

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use sensei_cli::{ExitCode, Printer};
+use sensei_cli::{ExitCode, Printer, args};
 use sensei_loader::error::LoaderError;
 use sensei_loader::verify::{TrustOptions, verify_bundle};
 use sensei_loader::{inspect, render};
@@ -66,6 +66,17 @@ struct TrustArgs {
 }
 
 impl TrustArgs {
+    /// `--key` and `--signature` name readable files.
+    fn check_paths(&self) -> Result<(), args::BadPath> {
+        for k in &self.keys {
+            args::input_file("--key", k)?;
+        }
+        for s in &self.signatures {
+            args::input_file("--signature", s)?;
+        }
+        Ok(())
+    }
+
     fn options(self, expected_name: Option<String>) -> TrustOptions {
         TrustOptions {
             keys: self.keys,
@@ -94,12 +105,23 @@ struct TargetArgs {
     /// Docker config.json with the registry's credentials (default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json)
     #[arg(long, value_name = "CONFIG_JSON", conflicts_with = "username")]
     registry_config: Option<PathBuf>,
-    /// Blobs uploaded at once
-    #[arg(long, value_name = "N", default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Blobs uploaded at once (1 to 64)
+    #[arg(long, value_name = "N", default_value_t = default_concurrency(), value_parser = args::parse_concurrency)]
     concurrency: u16,
 }
 
 impl TargetArgs {
+    /// `--ca-file` and `--registry-config` name readable files.
+    fn check_paths(&self) -> Result<(), args::BadPath> {
+        for p in &self.ca_files {
+            args::input_file("--ca-file", p)?;
+        }
+        if let Some(p) = &self.registry_config {
+            args::input_file("--registry-config", p)?;
+        }
+        Ok(())
+    }
+
     /// The `--password-stdin` password, read now if asked for.
     fn password(
         &self,
@@ -184,11 +206,22 @@ where
     sensei_cli::exit::fail(code, &anyhow::Error::new(e))
 }
 
+/// A bad path flag ends the command here with exit code 2, naming the flag.
+fn usage_check(printer: &Printer, checked: Result<(), args::BadPath>) {
+    if let Err(e) = checked {
+        fail_with(printer, ExitCode::Usage, e)
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     match cli.command {
         Command::Verify(args) => {
             let printer = Printer::new(args.json, args.quiet);
+            usage_check(
+                &printer,
+                args::bundle_path("BUNDLE", &args.bundle).and_then(|()| args.trust.check_paths()),
+            );
             let trust = args.trust.options(args.name);
             let reporter = printer.reporter();
             match verify_bundle(&args.bundle, &trust, reporter.as_ref(), &mut ()) {
@@ -203,6 +236,7 @@ fn main() {
         Command::Upgrade(args) => run_upgrade(*args),
         Command::Inspect(args) => {
             let printer = Printer::new(args.json, false);
+            usage_check(&printer, args::bundle_path("BUNDLE", &args.bundle));
             match inspect::inspect(&args.bundle) {
                 Ok(i) => {
                     printer.json(&i);
@@ -326,6 +360,25 @@ fn run_upgrade(args: UpgradeArgs) {
         Fault, KubeTarget, PushOptions, RegistryPush, StateDir, UpgradeError, UpgradeOptions,
     };
     let printer = Printer::new(args.json, args.quiet);
+    usage_check(
+        &printer,
+        args::bundle_path("BUNDLE", &args.bundle)
+            .and_then(|()| args.trust.check_paths())
+            .and_then(|()| args.target.check_paths())
+            .and_then(|()| {
+                args.kubeconfig
+                    .as_deref()
+                    .map_or(Ok(()), |k| args::input_file("--kubeconfig", k))
+            })
+            .and_then(|()| {
+                // A bare name is looked up on PATH by helm's runner; a path must be a file.
+                if args.helm.components().count() > 1 {
+                    args::input_file("--helm", &args.helm)
+                } else {
+                    Ok(())
+                }
+            }),
+    );
     let fail_upgrade = |e: UpgradeError| -> ! {
         let code = match e.fault() {
             Fault::Rejected => ExitCode::Rejected,
@@ -401,6 +454,9 @@ const PUSH_LONG_ABOUT: &str = "Verify a bundle and push its images and charts to
         (nothing is extracted), several at a time (--concurrency); other repositories that need it \
         mount it. Blobs already there are skipped, so an interrupted push simply runs again.\n  \
         4. Manifests and indexes, byte for byte, children first; then the tags, last.\n\n\
+        Push writes nothing on the local disk (no extraction, no temporary files), so it needs no \
+        free space there. It reads each verified blob again to upload it, so BUNDLE must be a \
+        file or a directory, not a pipe (`verify` reads a pipe).\n\n\
         --dry-run stops after step 2 and prints the mapping. Then install with \
         `helm upgrade --install RELEASE oci://REGISTRY[/PREFIX]/charts/NAME --version V \
         --set global.imageRegistry=REGISTRY[/PREFIX]` (pin the chart with \
@@ -475,6 +531,12 @@ fn retry_notice(printer: Printer) -> sensei_loader::push::RetryNotice {
 fn run_push(args: PushArgs) {
     use sensei_loader::push::{CredentialSource, Credentials, PushOptions, push_bundle, render};
     let printer = Printer::new(args.json, args.quiet);
+    usage_check(
+        &printer,
+        args::bundle_path("BUNDLE", &args.bundle)
+            .and_then(|()| args.trust.check_paths())
+            .and_then(|()| args.target.check_paths()),
+    );
     let target = args.target;
     let password = match target.password(&args.bundle) {
         Ok(p) => p,

@@ -111,6 +111,7 @@ pub fn push_bundle(
     opts: &PushOptions,
     reporter: &dyn Reporter,
 ) -> Result<PushReport, LoaderError> {
+    source::require_seekable(bundle)?;
     let started = Instant::now();
     let mut early = if opts.dry_run {
         None

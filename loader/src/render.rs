@@ -7,21 +7,7 @@ use sensei_core::verify::Report;
 
 use crate::inspect::Inspection;
 
-/// Bytes in a short human form (1.5 MB), decimal like most tools.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use sensei_core::progress::human_bytes;
 
 pub fn verify_report(r: &Report) -> String {
     let mut s = String::new();

@@ -65,6 +65,37 @@ pub fn data_offsets(
         .collect()
 }
 
+/// `push` and `upgrade` read each verified blob again to upload it (and again for a retry), so
+/// the bundle must be a file or a directory; a pipe, a tape or a socket is an input error that
+/// says so (it used to be read as a corrupt bundle). `verify` reads streams as they are.
+pub fn require_seekable(bundle: &Path) -> Result<(), crate::error::LoaderError> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::metadata(bundle) else {
+        return Ok(()); // opening it names what is wrong
+    };
+    let t = meta.file_type();
+    let what = if t.is_file() || t.is_dir() {
+        return Ok(());
+    } else if t.is_fifo() {
+        "a pipe"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(crate::error::LoaderError::input(
+        bundle,
+        format!(
+            "is {what}, and loading needs a seekable file: each verified blob is read again to \
+             upload it (and again for a retry); save the stream to a file first (e.g. \
+             `cat > bundle.tar`) and load that, or check the stream alone with \
+             `sensei-loader verify`"
+        ),
+    ))
+}
+
 /// Detects the storage by content (gzip magic), as the verifier does, not by file name.
 pub fn kind_of(bundle: &Path) -> io::Result<Kind> {
     if std::fs::metadata(bundle)?.is_dir() {

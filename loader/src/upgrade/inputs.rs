@@ -29,6 +29,7 @@ pub(super) fn check(opts: &UpgradeOptions) -> Result<(), UpgradeError> {
             opts.timeout
         )));
     }
+    crate::push::source::require_seekable(&opts.bundle).map_err(UpgradeError::Loader)?;
     for f in &opts.values {
         let remote = f.starts_with("http://") || f.starts_with("https://");
         if !remote && !Path::new(f).is_file() {

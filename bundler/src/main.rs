@@ -14,8 +14,8 @@ use sensei_cli::exit::fail;
 use sensei_cli::{ExitCode, Interrupts, Printer, args};
 use sensei_core::outfile::{self, CheckedOutput, Input, Replace, TempDir, check_output};
 use sensei_core::spec::{BundleSpec, ChartSource, ImageSource, Platform};
-use tokio::runtime::Runtime;
 use sensei_registry::{ClientSettings, CredentialSource, Registry, RetryNotice, RetryPolicy};
+use tokio::runtime::Runtime;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -224,11 +224,15 @@ fn run(cli: Cli) -> Result<(), (ExitCode, anyhow::Error)> {
         }
         Command::Sign(args) => {
             let printer = Printer::new(args.json, false);
+            let usage = |e: args::BadPath| (ExitCode::Usage, anyhow::Error::new(e));
+            args::bundle_path("BUNDLE", &args.bundle).map_err(usage)?;
+            args::input_file("--key", &args.key).map_err(usage)?;
             let key = keys::read_private_key(&args.key).map_err(bundle_err)?;
             let out = args
                 .output
                 .unwrap_or_else(|| sensei_core::signature::countersignature_path(&args.bundle));
-            let done = sign::countersign(&args.bundle, &key, &args.key, &out).map_err(bundle_err)?;
+            let done =
+                sign::countersign(&args.bundle, &key, &args.key, &out).map_err(bundle_err)?;
             printer.json(&done);
             printer.result(&format!(
                 "countersigned {} {} (bundle.json {})\nby keyid {}\nwrote {} ({} signature(s)); sensei-loader reads it automatically when it sits beside the bundle",
@@ -437,7 +441,11 @@ fn create(args: CreateArgs, interrupts: &Interrupts, runtime: &Runtime) -> anyho
     // local copy); the directory is locked by this process and goes away whatever happens.
     let label = format!(
         "{}.fetch",
-        output.path.file_name().unwrap_or_default().to_string_lossy()
+        output
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
     );
     let store = TempDir::new_in(&output.dir, &label).map_err(BundleError::io(&output.dir))?;
     let fetched = runtime

@@ -26,9 +26,7 @@ fn bad(flag: &str, path: &Path, problem: impl Into<String>) -> BadPath {
 /// `path`, given with `flag`, must be a readable regular file (a symlink to one is fine).
 pub fn input_file(flag: &str, path: &Path) -> Result<(), BadPath> {
     match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(bad(flag, path, "no such file"))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(bad(flag, path, "no such file")),
         Err(e) => Err(bad(flag, path, format!("cannot read it: {e}"))),
         Ok(m) if m.is_dir() => Err(bad(flag, path, "is a directory; give a file")),
         Ok(m) if !m.is_file() => Err(bad(flag, path, "is not a regular file")),
@@ -112,7 +110,10 @@ mod tests {
 
     #[test]
     fn plain_http_takes_a_host_not_a_url() {
-        assert_eq!(parse_registry_host("localhost:5000").unwrap(), "localhost:5000");
+        assert_eq!(
+            parse_registry_host("localhost:5000").unwrap(),
+            "localhost:5000"
+        );
         let e = parse_registry_host("http://x:5000/v2").unwrap_err();
         assert!(e.contains("without the http:// scheme, e.g. x:5000"), "{e}");
         assert!(parse_registry_host("x/y").is_err());

@@ -35,7 +35,9 @@ pub enum OutputError {
         path: PathBuf,
         kind: &'static str,
     },
-    #[error("{flag} {path}: is the same file as {input_flag} {input}; refusing to overwrite an input")]
+    #[error(
+        "{flag} {path}: is the same file as {input_flag} {input}; refusing to overwrite an input"
+    )]
     SameAsInput {
         flag: String,
         path: PathBuf,
@@ -427,7 +429,10 @@ mod tests {
 
     #[test]
     fn owner_pids_are_read_from_our_names_only() {
-        assert_eq!(owner_pid(".out.tar.sensei-tmp-1234-abcdef.partial"), Some(1234));
+        assert_eq!(
+            owner_pid(".out.tar.sensei-tmp-1234-abcdef.partial"),
+            Some(1234)
+        );
         assert_eq!(owner_pid(".fetch.sensei-tmp-77-xyz"), Some(77));
         assert_eq!(owner_pid("out.tar.sensei-tmp-77-xyz"), None, "not hidden");
         assert_eq!(owner_pid(".out.tar.partial"), None);
@@ -501,7 +506,11 @@ mod tests {
             is_ours: &always,
         };
         assert!(check_output("-o", &out, &[], ours).unwrap().replaces);
-        assert!(check_output("-o", &out, &[], Replace::Force).unwrap().replaces);
+        assert!(
+            check_output("-o", &out, &[], Replace::Force)
+                .unwrap()
+                .replaces
+        );
     }
 
     #[test]

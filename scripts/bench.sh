@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed and memory targets, as ratios against a peer measured in the same run (the machine is
-# noisy: compare ratios, quote medians). Usage: scripts/bench.sh [all|verify|create|push]
+# noisy: compare ratios, quote medians). Usage: scripts/bench.sh [all|verify|create|push|regress]
 # (default: all). Each section prints a table; `all` ends with every table together.
 #
 # verify (scripts/bench/verify.sh): on a ~1 GiB bundle built from generated OCI layouts
@@ -12,17 +12,20 @@
 # push (scripts/bench/push.sh, issue 4): into an empty loopback docker-registry
 #   Set A <= 0.8 x skopeo copy --all from an oci: dir; Set B <= 0.25 x; pushing again when
 #   everything is there <= 1.0 x skopeo's re-copy; peak RSS <= 64 MiB
+# regress (scripts/bench/regress.sh, issue 14): this tree against an earlier commit
+#   (BENCH_BASE, built in a worktree): create and push of Set A and Set B <= 1.03 x the base's.
+#   Not part of `all`: it builds a second copy of the project (~5 min).
 #
 # Environment: RUNS (default 5), BENCH_DIR (work dir, default a new one under /var/tmp),
-# KEEP=1 (keep it), BENCH_MIB (verify's bundle, 1024), BENCH_BIG_MIB (400), BENCH_SMALL (100).
+# KEEP=1 (keep it), BENCH_BASE (regress), BENCH_MIB (verify's bundle, 1024), BENCH_BIG_MIB (400), BENCH_SMALL (100).
 # Exit: 0 every target met, 1 a target missed, 2 usage, 3 a benchmark could not run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 what=${1:-all}
 case "$what" in
   all) sections=(verify create push) ;;
-  verify | create | push) sections=("$what") ;;
-  *) echo "bench.sh: unknown benchmark '$what' (known: all, verify, create, push)" >&2; exit 2 ;;
+  verify | create | push | regress) sections=("$what") ;;
+  *) echo "bench.sh: unknown benchmark '$what' (known: all, verify, create, push, regress)" >&2; exit 2 ;;
 esac
 
 "$root/scripts/setup.sh" >/dev/null

@@ -533,7 +533,7 @@ mod tests {
         std::fs::write(&other, b"x").unwrap();
 
         let swept = sweep_stale(d.path());
-        assert_eq!(swept.paths, vec![dead_dir.clone(), dead_file.clone()]);
+        assert_eq!(swept.paths, vec![dead_file.clone(), dead_dir.clone()]);
         assert_eq!(swept.bytes, 1500);
         assert!(live.path().exists() && live_dir.path().exists());
         assert!(pid1.exists() && other.exists());

@@ -24,21 +24,9 @@ printf '%s\n' "${set_a[@]}" "${set_b[@]}" | sort -u |
   xargs -P 4 -I{} skopeo copy -q --all --preserve-digests --dest-tls-verify=false \
     "oci:$fx/oci:{}" "docker://$src/bench/{}"
 
-# Our side: one spec per set naming the registry's references (Set A carries the demo chart
-# too, as a real release does: a little more work for us than for skopeo).
-write_spec() { # FILE NAME SET... -> a spec pulling those images from the source registry
-  local file=$1 name=$2 ref
-  shift 2
-  {
-    echo "name: $name"
-    echo "version: 1.0.0"
-    [ "$name" = bench-a ] && printf 'charts:\n  - path: %s\n' "$fx/charts/demo"
-    echo "images:"
-    for ref in "$@"; do echo "  - $src/bench/$ref"; done
-  } >"$file"
-}
-write_spec "$dir/a.yaml" bench-a "${set_a[@]}"
-write_spec "$dir/b.yaml" bench-b "${set_b[@]}"
+# Our side: one spec per set naming the registry's references.
+spec_registry "$dir/a.yaml" bench-a "$src" "${set_a[@]}"
+spec_registry "$dir/b.yaml" bench-b "$src" "${set_b[@]}"
 
 # The peer: skopeo has no multi-image copy (and its oci: layout is not safe for concurrent
 # writers), so its users script one `skopeo copy --all` per image into one oci: directory.

@@ -188,6 +188,38 @@ fixtures() {
   [ -f "$work/k.key" ] || "$bin/sensei-bundler" keygen --out "$work/k" >/dev/null
 }
 
+# spec_registry FILE NAME HOST SET...: a spec pulling those images from the registry at HOST
+# (as HOST/bench/REF). Set A's spec (NAME bench-a) carries the demo chart too, as a real release
+# does: a little more work for us than for skopeo.
+spec_registry() {
+  local file=$1 name=$2 host=$3 ref
+  shift 3
+  {
+    echo "name: $name"
+    echo "version: 1.0.0"
+    [ "$name" = bench-a ] && printf 'charts:\n  - path: %s\n' "$fx/charts/demo"
+    echo "images:"
+    for ref in "$@"; do echo "  - $host/bench/$ref"; done
+  } >"$file"
+}
+
+# spec_layout FILE NAME SET...: a spec reading those images from the fixture layout, named
+# registry.example.com/sensei/REF in the bundle.
+spec_layout() {
+  local file=$1 name=$2 ref
+  shift 2
+  {
+    echo "name: $name"
+    echo "version: 1.0.0"
+    [ "$name" = bench-a ] && printf 'charts:\n  - path: %s\n' "$fx/charts/demo"
+    echo "images:"
+    for ref in "$@"; do
+      printf '  - ref: registry.example.com/sensei/%s\n    layout: %s\n    layoutRef: %s\n' \
+        "$ref" "$fx/oci" "$ref"
+    done
+  } >"$file"
+}
+
 # set_label NAME: a one-line description of a set, for the tables.
 set_label() {
   case $1 in

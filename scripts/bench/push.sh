@@ -24,22 +24,8 @@ fixtures
 
 # The bundles: made by `sensei-bundler create` from the fixture layout (the same bytes the
 # create benchmark pulls from a registry: digests are preserved either way), signed.
-write_spec() { # FILE NAME SET...
-  local file=$1 name=$2 ref
-  shift 2
-  {
-    echo "name: $name"
-    echo "version: 1.0.0"
-    [ "$name" = bench-a ] && printf 'charts:\n  - path: %s\n' "$fx/charts/demo"
-    echo "images:"
-    for ref in "$@"; do
-      printf '  - ref: registry.example.com/sensei/%s\n    layout: %s\n    layoutRef: %s\n' \
-        "$ref" "$fx/oci" "$ref"
-    done
-  } >"$file"
-}
-write_spec "$dir/a.yaml" bench-a "${set_a[@]}"
-write_spec "$dir/b.yaml" bench-b "${set_b[@]}"
+spec_layout "$dir/a.yaml" bench-a "${set_a[@]}"
+spec_layout "$dir/b.yaml" bench-b "${set_b[@]}"
 log "building the bundles (not timed)"
 for s in a b; do
   "$bin/sensei-bundler" create --quiet -f "$dir/$s.yaml" --key "$work/k.key" -o "$dir/$s.tar" >/dev/null

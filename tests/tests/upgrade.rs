@@ -435,11 +435,12 @@ fn bad_input_exits_2_with_a_clear_message() {
 }
 
 #[test]
-fn a_missing_helm_exits_3_naming_the_path_and_the_flag() {
+fn a_missing_helm_path_exits_2_naming_the_path_and_the_flag() {
+    // A path flag naming a missing file is an input error, as every other path flag's.
     let r = Rig::new();
     let missing = r.b.path().join("no-such-helm");
     let out = r.upgrade(&r.b.tgz, &missing, &["--dry-run"]);
-    assert_exit(&out, 3);
+    assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
         err.contains(&missing.display().to_string()) && err.contains("--helm"),

@@ -17,16 +17,7 @@ mkdir -p "$dir"
 rows=$dir/rows
 fixtures
 
-reg_start "$dir/registry"
-src=$REG_HOST
-log "seeding the source registry $src (${#set_a[@]} + ${#set_b[@]} images, not timed)"
-printf '%s\n' "${set_a[@]}" "${set_b[@]}" | sort -u |
-  xargs -P 4 -I{} skopeo copy -q --all --preserve-digests --dest-tls-verify=false \
-    "oci:$fx/oci:{}" "docker://$src/bench/{}"
-
-# Our side: one spec per set naming the registry's references.
-spec_registry "$dir/a.yaml" bench-a "$src" "${set_a[@]}"
-spec_registry "$dir/b.yaml" bench-b "$src" "${set_b[@]}"
+source_registry "$dir/registry"
 
 # The peer: skopeo has no multi-image copy (and its oci: layout is not safe for concurrent
 # writers), so its users script one `skopeo copy --all` per image into one oci: directory.

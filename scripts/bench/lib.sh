@@ -188,6 +188,21 @@ fixtures() {
   [ -f "$work/k.key" ] || "$bin/sensei-bundler" keygen --out "$work/k" >/dev/null
 }
 
+# source_registry DIR: starts a registry in DIR holding every image of Set A and Set B as
+# bench/REF (copied from the fixture layout, digests preserved; not timed), and writes
+# $dir/a.yaml and $dir/b.yaml pulling the sets from it. Sets src to its HOST:PORT.
+source_registry() {
+  reg_start "$1"
+  src=$REG_HOST
+  export src
+  log "seeding the source registry $src (${#set_a[@]} + ${#set_b[@]} images, not timed)"
+  printf '%s\n' "${set_a[@]}" "${set_b[@]}" | sort -u |
+    xargs -P 4 -I{} skopeo copy -q --all --preserve-digests --dest-tls-verify=false \
+      "oci:$fx/oci:{}" "docker://$src/bench/{}"
+  spec_registry "$dir/a.yaml" bench-a "$src" "${set_a[@]}"
+  spec_registry "$dir/b.yaml" bench-b "$src" "${set_b[@]}"
+}
+
 # spec_registry FILE NAME HOST SET...: a spec pulling those images from the registry at HOST
 # (as HOST/bench/REF). Set A's spec (NAME bench-a) carries the demo chart too, as a real release
 # does: a little more work for us than for skopeo.

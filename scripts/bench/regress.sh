@@ -32,15 +32,7 @@ git -C "$BENCH_ROOT" worktree add --detach --force "$dir/base" "$base" >/dev/nul
   -p sensei-bundler -p sensei-loader) || die "cannot build the base $base"
 export old=$work/base-target/release
 
-reg_start "$dir/source"
-src=$REG_HOST
-log "seeding the source registry $src (not timed)"
-printf '%s\n' "${set_a[@]}" "${set_b[@]}" | sort -u |
-  xargs -P 4 -I{} skopeo copy -q --all --preserve-digests --dest-tls-verify=false \
-    "oci:$fx/oci:{}" "docker://$src/bench/{}"
-spec_registry "$dir/a.yaml" bench-a "$src" "${set_a[@]}"
-spec_registry "$dir/b.yaml" bench-b "$src" "${set_b[@]}"
-export src
+source_registry "$dir/source"
 
 clean() { rm -f "$dir/out.tar"; }
 create_with() { # BIN_VAR SPEC

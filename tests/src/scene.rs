@@ -111,3 +111,19 @@ pub fn tar_file(bundle: &Path, name: &str) -> Vec<u8> {
 pub fn bundle_json(bundle: &Path) -> serde_json::Value {
     serde_json::from_slice(&tar_file(bundle, "bundle.json")).expect("bundle.json")
 }
+
+/// Every temporary file or directory a build leaves in `dir`: ours are named
+/// `.LABEL.sensei-tmp-PID-…` (`sensei_core::outfile::TEMP_MARK`), the fetch store
+/// `.OUT.fetch.sensei-tmp-PID-…`; earlier versions wrote `.OUT.XXXX.partial` and
+/// `.sensei-fetch-XXXX`. A leftover check must look for all of them.
+pub fn temporary_leftovers(dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.contains(".sensei-tmp-") || n.contains("sensei-fetch") || n.ends_with(".partial")
+        })
+        .collect();
+    found.sort();
+    found
+}

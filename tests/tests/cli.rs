@@ -236,11 +236,7 @@ fn a_corrupt_source_blob_fails_with_exit_3_and_leaves_no_output() {
         stderr(&out)
     );
     assert!(!out_path.exists(), "no output on failure");
-    let leftovers: Vec<_> = std::fs::read_dir(b.path())
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
-        .collect();
+    let leftovers = sensei_tests::scene::temporary_leftovers(b.path());
     assert!(
         leftovers.is_empty(),
         "temporary file left behind: {leftovers:?}"

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sensei_tests::bins::{assert_exit, bundler, create, loader, run, run_ok, stderr};
 use sensei_tests::fixtures::FixtureOptions;
 use sensei_tests::rig::{FaultProxy, Registry};
-use sensei_tests::scene::Scene;
+use sensei_tests::scene::{Scene, temporary_leftovers};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -26,17 +26,6 @@ fn names(dir: &Path) -> BTreeSet<String> {
     fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect()
-}
-
-/// The temporary names we create (`.NAME.sensei-tmp-PID-…`, `.NAME.fetch.sensei-tmp-PID-…`)
-/// and the ones earlier versions used (`.NAME.XXXX.partial`, `.sensei-fetch-XXXX`).
-fn leftovers(dir: &Path) -> Vec<String> {
-    names(dir)
-        .into_iter()
-        .filter(|n| {
-            n.contains("sensei-tmp") || n.contains("sensei-fetch") || n.ends_with(".partial")
-        })
         .collect()
 }
 
@@ -137,7 +126,11 @@ fn outputs_that_are_devices_fifos_links_directories_or_inputs_are_refused_and_le
     }
     assert_eq!(sha256_file(&bundle), bundle_before);
     assert_eq!(sha256_file(&scene.key), key_before);
-    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    assert!(
+        temporary_leftovers(&dir).is_empty(),
+        "{:?}",
+        temporary_leftovers(&dir)
+    );
 }
 
 #[test]
@@ -237,7 +230,11 @@ fn signals_stop_create_cleanly_and_the_next_run_sweeps_what_a_kill_left() {
     let status = child.wait().unwrap();
     assert!(matches!(status.code(), Some(143) | Some(0)), "{status:?}");
     let _ = fs::remove_file(&out);
-    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    assert!(
+        temporary_leftovers(&dir).is_empty(),
+        "{:?}",
+        temporary_leftovers(&dir)
+    );
 
     // SIGKILL leaves the locked files behind; a live run beside them is never touched.
     let mut killed = create_cmd(&scene, &spec, &out).spawn().unwrap();
@@ -248,7 +245,7 @@ fn signals_stop_create_cleanly_and_the_next_run_sweeps_what_a_kill_left() {
     ));
     killed.kill().unwrap();
     killed.wait().unwrap();
-    let stale = leftovers(&dir);
+    let stale = temporary_leftovers(&dir);
     assert!(!stale.is_empty(), "a killed run leaves its temporary file");
 
     // The next run in that directory removes them and says how much it freed.
@@ -272,7 +269,11 @@ fn signals_stop_create_cleanly_and_the_next_run_sweeps_what_a_kill_left() {
         "{}",
         stderr(&o)
     );
-    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    assert!(
+        temporary_leftovers(&dir).is_empty(),
+        "{:?}",
+        temporary_leftovers(&dir)
+    );
 
     // A build beside a live one: its sweep leaves the live build's files alone, and both
     // complete.
@@ -652,7 +653,7 @@ fn a_build_killed_while_downloading_leaves_a_locked_store_that_the_next_run_remo
     ));
     child.kill().unwrap();
     child.wait().unwrap();
-    let stale = leftovers(&dir);
+    let stale = temporary_leftovers(&dir);
     assert!(
         stale.iter().any(|n| n.contains(".fetch.sensei-tmp-")),
         "{stale:?}"

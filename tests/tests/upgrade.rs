@@ -124,6 +124,23 @@ impl Rig {
         path
     }
 
+    /// The release's last revision as the real Helm 4 reports it (`helm history`) from the
+    /// memory driver holding `releases`: the truth the loader's revisions are checked against.
+    fn helm_revision(&self, releases: &Path) -> u64 {
+        let mut cmd = Command::new(helm4());
+        cmd.args(["history", "demo", "-n", "sensei", "-o", "json"]);
+        let out = run(self.sandboxed(&mut cmd, releases));
+        assert_exit(&out, 0);
+        let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["revision"].as_u64().unwrap())
+            .max()
+            .unwrap()
+    }
+
     /// The real Helm 4 where `list` reads `deployed` and everything else the empty store.
     fn helm_with_deployed(&self, deployed: &Path) -> PathBuf {
         let script = self.b.path().join("helm-deployed");
@@ -316,7 +333,8 @@ fn a_major_jump_is_refused_with_versions_rule_and_flag_then_allowed_with_allow_m
     assert_eq!(report["compatibility"]["verdict"], "majorJump");
     assert_eq!(report["compatibility"]["overriddenBy"], "--allow-major");
     assert_eq!(report["deployed"]["chartVersion"], "0.9.0");
-    assert_eq!(report["revision"], 4);
+    // What helm says is deployed, plus the one revision the upgrade adds.
+    assert_eq!(report["revision"], r.helm_revision(&deployed) + 1);
     assert_eq!(
         report["rollbackCommand"],
         format!("{} rollback demo 3 -n sensei", wrapper.display())
@@ -360,7 +378,7 @@ fn an_upgrade_within_the_rule_goes_through() {
     let report = &json(&out)["report"];
     assert_eq!(report["compatibility"]["verdict"], "allowed");
     assert!(report["compatibility"].get("overriddenBy").is_none());
-    assert_eq!(report["revision"], 3);
+    assert_eq!(report["revision"], r.helm_revision(&deployed) + 1);
 }
 
 #[test]
@@ -592,4 +610,93 @@ fn upgrade_reaches_a_tls_registry_with_auth_through_a_docker_config_for_push_and
     );
     assert!(err.contains("cannot reach the Kubernetes cluster"), "{err}");
     assert!(!err.contains("upgrade-pw"), "the password leaked: {err}");
+}
+
+/// A stand-in for `helm upgrade`, and for that command only: no Kubernetes cluster can run
+/// here, so a real upgrade cannot succeed, yet the loader's success branch (the revision helm
+/// reports afterwards, the state file, the rollback command) must be reached by a test. The
+/// stand-in records its arguments and, as a successful upgrade would, leaves the memory driver
+/// holding the release at `after` (written by the test). Every other command (`version`,
+/// `list`, `registry login`, `history`) runs the real Helm 4 on that driver data.
+fn helm_standin_for_upgrade(r: &Rig, before: &Path, after: &Path) -> (PathBuf, PathBuf) {
+    let current = r.b.path().join("current-releases.yaml");
+    std::fs::copy(before, &current).unwrap();
+    let log = r.b.path().join("upgrade-args.txt");
+    let script = r.b.path().join("helm-upgrade-standin");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = upgrade ]; then\n\
+               printf '%s\\n' \"$@\" > '{log}'\n\
+               cp '{after}' '{current}'\n\
+               echo 'Release \"demo\" has been upgraded. (stand-in for helm upgrade)'\n\
+               exit 0\n\
+             fi\n\
+             HELM_MEMORY_DRIVER_DATA='{current}' exec '{helm}' \"$@\"\n",
+            log = log.display(),
+            after = after.display(),
+            current = current.display(),
+            helm = helm4().display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, log)
+}
+
+#[test]
+fn a_successful_upgrade_reports_helms_revision_records_the_load_and_offers_the_rollback() {
+    use sensei_tests::rig::Registry;
+    let r = Rig::new();
+    let registry = Registry::plain();
+    let before = r.deployed("1.1.0", 3);
+    // As if two failed attempts had come between (helm counts them too): the loader must report
+    // the revision helm lists afterwards, not compute one.
+    let after = r.b.path().join("after.yaml");
+    std::fs::write(
+        &after,
+        std::fs::read_to_string(r.deployed("1.2.0", 6))
+            .unwrap()
+            .replace(
+                "status: deployed",
+                "status: deployed\n    description: Upgrade complete",
+            ),
+    )
+    .unwrap();
+    let previous = r.helm_revision(&before);
+    let (standin, args_log) = helm_standin_for_upgrade(&r, &before, &after);
+    let out = run(r.sandboxed(
+        r.release(&r.b.tgz, &registry.host(), &standin)
+            .args(["--plain-http", "--json"]),
+        &before,
+    ));
+    assert_exit(&out, 0);
+    let doc = json(&out);
+    let report = &doc["report"];
+    assert_eq!(doc["verdict"], "upgraded");
+    assert_eq!(report["revision"], r.helm_revision(&after));
+    assert_eq!(
+        report["rollbackCommand"],
+        format!("{} rollback demo {previous} -n sensei", standin.display())
+    );
+    // helm upgrade got the pushed chart, pinned by the signed digest, and the override.
+    let args = std::fs::read_to_string(&args_log).unwrap();
+    let digest = r.chart_digest();
+    for expected in [
+        "upgrade\n--install\ndemo\n".to_owned(),
+        format!("oci://{}/charts/demo@{digest}\n", registry.host()),
+        format!("global.imageRegistry={}\n", registry.host()),
+        "--plain-http\n".to_owned(),
+    ] {
+        assert!(args.contains(&expected), "{expected:?} not in:\n{args}");
+    }
+    assert_eq!(
+        registry.manifest_digest("charts/demo:1.2.0").as_deref(),
+        Some(digest.as_str())
+    );
+    // The load is recorded: the next older bundle would be refused.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.state_dir().join("demo.json")).unwrap()).unwrap();
+    assert_eq!(state["version"], "1.2.0");
 }

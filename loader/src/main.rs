@@ -492,6 +492,10 @@ struct PushArgs {
     /// Verify and print where everything would go; send nothing
     #[arg(long)]
     dry_run: bool,
+    /// Verify every byte and check every blob even when every tag already names its signed
+    /// digest (by default such a push stops after the tag checks, reading no layer)
+    #[arg(long)]
+    full_check: bool,
     /// Print the report as one JSON document on stdout
     #[arg(long)]
     json: bool,
@@ -554,6 +558,7 @@ fn run_push(args: PushArgs) {
         credentials,
         concurrency: usize::from(target.concurrency),
         dry_run: args.dry_run,
+        full_check: args.full_check,
         on_retry: Some(retry_notice(printer)),
         ..PushOptions::new(args.registry, args.trust.options(None))
     };

@@ -82,6 +82,9 @@ pub struct PushOptions {
     pub concurrency: usize,
     /// Verify and print the mapping; send nothing.
     pub dry_run: bool,
+    /// Verify every byte and check every blob even when every tag already names its signed
+    /// digest (by default such a push ends after the tag checks, reading no layer).
+    pub full_check: bool,
     pub retry: RetryPolicy,
     /// Told of every retry of a registry request, to show why a step takes long.
     pub on_retry: Option<RetryNotice>,
@@ -98,6 +101,7 @@ impl PushOptions {
             credentials: CredentialSource::docker_default(None),
             concurrency: DEFAULT_CONCURRENCY,
             dry_run: false,
+            full_check: false,
             retry: RetryPolicy::default(),
             on_retry: None,
         }
@@ -119,6 +123,7 @@ pub fn push_bundle(
         Early::start(bundle, opts)
     };
     if let Some(e) = early.as_mut()
+        && !opts.full_check
         && let Some(report) = e.up_to_date(bundle, opts)
     {
         e.staging.abandon_blocking(); // nothing was missing, so nothing was staged

@@ -149,6 +149,28 @@ fn assert_landed(registry: &Registry, host: &str, expected: &Expected, prefix: &
     assert_eq!(have, want);
 }
 
+/// The digests of every layer and config that a manifest in the bundle names (what push must
+/// upload as blobs; manifests and indexes go as manifests), read from the extracted archive.
+fn layers_and_configs(b: &Built) -> std::collections::BTreeSet<String> {
+    let dir = extract(b, &b.tar, "counted");
+    let mut found = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        if let Some(layers) = doc["layers"].as_array() {
+            found.extend(
+                layers
+                    .iter()
+                    .map(|l| l["digest"].as_str().unwrap().to_owned()),
+            );
+            found.insert(doc["config"]["digest"].as_str().unwrap().to_owned());
+        }
+    }
+    found
+}
+
 fn unique_blobs(report: &serde_json::Value) -> u64 {
     report["blobs"].as_u64().unwrap()
 }
@@ -166,10 +188,14 @@ fn push_into_empty_registry_then_again(b: &Built, bundle: &Path) {
 
     let report = pushed(&push(b, bundle, &proxy.host(), &[]));
     assert_landed(&registry, &registry.host(), &expected, "");
-    // Each unique blob went over the wire once (one PUT each); the rest were mounted.
+    // Each unique layer and config the bundle's manifests name went over the wire once (one
+    // PUT each, as the proxy saw them); the rest were mounted. Counted from the bundle's own
+    // files, not from our report.
+    let listed = layers_and_configs(b).len();
     let uploads = proxy.count("PUT", "/blobs/uploads/");
-    assert_eq!(uploads as u64, unique_blobs(&report), "{report}");
-    assert_eq!(counts(&report, "blobsUploaded"), unique_blobs(&report));
+    assert_eq!(uploads, listed, "{report}");
+    assert_eq!(unique_blobs(&report), listed as u64);
+    assert_eq!(counts(&report, "blobsUploaded"), listed as u64);
     assert!(counts(&report, "blobsMounted") > 0, "{report}");
 
     proxy.clear_log();
@@ -204,8 +230,24 @@ fn an_up_to_date_registry_needs_only_the_signed_listing_and_reads_no_layer() {
     let again = pushed(&push(&b, &copy, &registry.host(), &[]));
     assert_eq!(again["upToDate"], true, "{again}");
     assert_eq!(counts(&again, "bytesSent"), 0);
-    // ...while `verify`, the command that checks the file itself, rejects it.
+    // ...while `verify`, the command that checks the file itself, rejects it, and so does a
+    // push asked to check everything.
     assert_eq!(b.verify(&copy, &[]).status.code(), Some(1));
+    let full = run(sensei_tests::bins::loader()
+        .arg("push")
+        .arg(&copy)
+        .arg("--key")
+        .arg(&b.public)
+        .args([
+            "--registry",
+            &registry.host(),
+            "--plain-http",
+            "--full-check",
+        ]));
+    assert_eq!(full.status.code(), Some(1), "{}", stderr(&full));
+    let full = pushed(&push(&b, &b.tar, &registry.host(), &["--full-check"]));
+    assert_eq!(full["upToDate"], false, "{full}");
+    assert_eq!(counts(&full, "bytesSent"), 0);
     // A bad signature is still refused before anything else.
     let other = b.path().join("other");
     run_ok(

@@ -36,16 +36,24 @@ write_peer() { # FILE SET... -> a script: FILE OCI_DIR
 write_peer "$dir/skopeo-a.sh" "${set_a[@]}"
 write_peer "$dir/skopeo-b.sh" "${set_b[@]}"
 
-# Outputs are removed before each run, untimed: truncating a 400 MiB file costs the kernel
-# page-cache work that is neither tool's.
-clean_ours() { rm -f "$dir/out.tar"; }
-clean_peer() { rm -rf "$dir/peer"; }
+# Each run writes into a fresh directory of its own (fresh_out), for both sides alike; what a
+# run wrote is checked after it, untimed: our archive must verify, skopeo's layout must hold
+# every image at its digest.
+ours_out() { fresh_out ours; }
+peer_out() { fresh_out peer; }
 ours() { # SPEC -> the bundler command line, as a string for compare
-  echo "\"\$bin/sensei-bundler\" create -f \"\$dir/$1\" --plain-http $src --key \"\$work/k.key\" -o \"\$dir/out.tar\" --quiet"
+  echo "\"\$bin/sensei-bundler\" create -f \"\$dir/$1\" --plain-http $src --key \"\$work/k.key\" -o \"\$OUT/out.tar\" --quiet"
 }
+check_ours() {
+  "$bin/sensei-loader" verify --quiet "$OUT/out.tar" --key "$work/k.pub" >/dev/null ||
+    die "output check: $OUT/out.tar does not verify"
+}
+check_peer_a() { check_oci_dir "$OUT/peer" "${set_a[@]}"; }
+check_peer_b() { check_oci_dir "$OUT/peer" "${set_b[@]}"; }
 
-compare createA clean_ours "$(ours a.yaml)" clean_peer 'sh "$dir/skopeo-a.sh" "$dir/peer"'
-compare createB clean_ours "$(ours b.yaml)" clean_peer 'sh "$dir/skopeo-b.sh" "$dir/peer"'
+compare createA ours_out "$(ours a.yaml)" peer_out 'sh "$dir/skopeo-a.sh" "$OUT/peer"' check_ours check_peer_a
+compare createB ours_out "$(ours b.yaml)" peer_out 'sh "$dir/skopeo-b.sh" "$OUT/peer"' check_ours check_peer_b
+drop_outs
 
 compare_row createA "create .tar, Set A" 0.67
 compare_row createB "create .tar, Set B" 0.25
@@ -55,7 +63,7 @@ row max "peak RSS create, Set B (MiB)" "$(max_rss_mib "$dir/createB.ours")" \
   "$(max_rss_mib "$dir/createB.peer")" 64 "peer column: largest skopeo process"
 
 reg_stop
-rm -rf "$dir/peer" "$dir/out.tar" "$dir/registry/storage"
+rm -rf "$dir/registry/storage"
 table "create: sensei-bundler create vs skopeo copy --all per image into one oci: dir
   median of $runs runs after a warm-up; source: a loopback docker-registry
   $(set_label A)

@@ -18,12 +18,14 @@ die() { echo "bench: $*" >&2; exit 3; }
 # --- timing ----------------------------------------------------------------------------------
 
 # timed FILE CMD...: runs CMD once, appends its wall time (s) to FILE and its peak RSS (KiB,
-# GNU time's %M: the largest process of the tree) to FILE.rss. A failing command aborts the
-# benchmark with its output: a timing of a failed run means nothing.
+# GNU time's %M: the largest process of the tree) to FILE.rss. A failing command, or a timing
+# tool that gives no number, aborts the benchmark (exit 3) with its output: a timing or an RSS
+# of a failed run means nothing, and must never read as a target met or missed.
 timed() {
   local file=$1; shift
-  local out=$work/last-command.log t0 t1
+  local out=$work/last-command.log t0 t1 rss
   sync # the previous run's dirty pages must not be written back on this run's clock
+  rm -f "$file.rss.last"
   t0=$EPOCHREALTIME
   if ! /usr/bin/time -f '%M' -o "$file.rss.last" "$@" >"$out" 2>&1; then
     echo "bench: command failed: $*" >&2
@@ -31,9 +33,34 @@ timed() {
     exit 3
   fi
   t1=$EPOCHREALTIME
+  rss=$(tail -n 1 "$file.rss.last" 2>/dev/null || true)
+  [[ $rss =~ ^[0-9]+$ ]] || die "/usr/bin/time gave no peak RSS for: $* (got '${rss}')"
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", b - a }' >>"$file"
-  tail -n 1 "$file.rss.last" >>"$file.rss"
+  echo "$rss" >>"$file.rss"
   cat "$out" >>"$file.out" # e.g. --json reports, for phase timings
+}
+
+# fresh_out NAME: a new, empty output directory for the next run of one side ($dir/NAME.N,
+# exported as OUT), after deleting the big files (>= 1 MiB, few inodes) of that side's previous
+# run; its small files stay until drop_outs, untimed at the end of the section. Both sides are
+# treated alike: deleting thousands of files just before a timed run slows the next run's file
+# creation on ext4 (see reg_fresh), so neither side gets a clean-up the other does not.
+declare -A out_runs=()
+fresh_out() {
+  local n=${out_runs[$1]:-0}
+  [ "$n" = 0 ] || find "$dir/$1.$n" -type f -size +1023k -delete 2>/dev/null || true
+  n=$((n + 1))
+  out_runs[$1]=$n
+  OUT=$dir/$1.$n
+  export OUT
+  mkdir -p "$OUT"
+}
+
+# drop_outs: deletes every output directory fresh_out made (not timed).
+drop_outs() {
+  local name
+  for name in "${!out_runs[@]}"; do rm -rf "$dir/$name".*; done
+  out_runs=()
 }
 
 # median FILE: the median of the numbers in FILE, one per line.
@@ -243,25 +270,69 @@ set_label() {
   esac
 }
 
-# compare NAME OURS_PREP OURS_CMD PEER_PREP PEER_CMD: one warm-up run of each side (page cache,
-# skopeo's blob-info cache), then $runs runs of each, alternating which side goes first so that
-# drifts in the machine's load hit both. *_PREP are shell functions run untimed just before
-# each run (or ":"); *_CMD are `bash -c` strings. Samples: $dir/NAME.ours and $dir/NAME.peer.
+# compare NAME OURS_PREP OURS_CMD PEER_PREP PEER_CMD [OURS_CHECK PEER_CHECK]: one warm-up run of
+# each side (page cache, skopeo's blob-info cache), then $runs runs of each, alternating which
+# side goes first so that drifts in the machine's load hit both. *_PREP are shell functions run
+# untimed just before each run (or ":"); *_CMD are `bash -c` strings; *_CHECK are functions run
+# untimed just after each run that exit 3 unless the run's output is right (a fast wrong answer
+# must not count). Samples: $dir/NAME.ours and $dir/NAME.peer.
 compare() {
-  local name=$1 r
+  local name=$1 r check_ours=${6:-:} check_peer=${7:-:}
   rm -f "$dir/$name".*
   log "$name: 1 warm-up + $runs runs of each side"
   for ((r = 0; r <= runs; r++)); do
     local suffix=
     [ "$r" = 0 ] && suffix=.warmup
     if ((r % 2)); then
-      "$4"; timed "$dir/$name.peer$suffix" bash -c "$5"
-      "$2"; timed "$dir/$name.ours$suffix" bash -c "$3"
+      "$4"; timed "$dir/$name.peer$suffix" bash -c "$5"; "$check_peer"
+      "$2"; timed "$dir/$name.ours$suffix" bash -c "$3"; "$check_ours"
     else
-      "$2"; timed "$dir/$name.ours$suffix" bash -c "$3"
-      "$4"; timed "$dir/$name.peer$suffix" bash -c "$5"
+      "$2"; timed "$dir/$name.ours$suffix" bash -c "$3"; "$check_ours"
+      "$4"; timed "$dir/$name.peer$suffix" bash -c "$5"; "$check_peer"
     fi
   done
+}
+
+# fixture_digests REF...: "REF DIGEST" per line, the top manifest digest of each fixture image
+# as the layout holds it (the truth outputs are checked against).
+fixture_digests() {
+  python3 - "$fx/oci" "$@" <<'PY'
+import json, os, sys
+index = json.load(open(os.path.join(sys.argv[1], "index.json")))
+by_ref = {m.get("annotations", {}).get("org.opencontainers.image.ref.name"): m["digest"]
+          for m in index["manifests"]}
+for ref in sys.argv[2:]:
+    print(ref, by_ref[ref])
+PY
+}
+
+# check_registry HOST PREFIX REF...: every REF is at HOST/PREFIX/NAME:TAG with the fixture's
+# digest (asked with a HEAD, so nothing is read twice); exit 3 naming the first that is not.
+check_registry() {
+  local host=$1 prefix=$2 ref digest got
+  shift 2
+  while read -r ref digest; do
+    got=$(curl -fsS -I \
+      -H 'Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json' \
+      "http://$host/v2/$prefix/${ref%%:*}/manifests/${ref#*:}" 2>/dev/null |
+      tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" { print $2 }')
+    [ "$got" = "$digest" ] || die "output check: $host/$prefix/$ref is '${got:-missing}', not $digest"
+  done < <(fixture_digests "$@")
+}
+
+# check_oci_dir DIR REF...: every REF is in the oci: layout DIR with the fixture's digest.
+check_oci_dir() {
+  local layout=$1
+  shift
+  python3 - "$layout" <<PY || die "output check: the oci: layout $layout lacks an image or a digest differs"
+import json, os, sys
+index = json.load(open(os.path.join(sys.argv[1], "index.json")))
+have = {m.get("annotations", {}).get("org.opencontainers.image.ref.name"): m["digest"]
+        for m in index["manifests"]}
+want = dict(line.split() for line in """$(fixture_digests "$@")""".splitlines())
+bad = [r for r, d in want.items() if have.get(r) != d]
+sys.exit(1 if bad else 0)
+PY
 }
 
 # compare_row NAME MEASURE TARGET [NOTE]: the table row for a `compare NAME ...`.

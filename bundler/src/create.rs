@@ -45,14 +45,19 @@ pub struct Written {
     pub charts: usize,
 }
 
-enum Source<'a> {
+/// Where an entry's bytes come from.
+pub(crate) enum Source<'a> {
     Bytes(&'a [u8]),
     File(&'a Path),
+    /// Still in a registry: only the in-place writer takes these (it fetches them itself).
+    Remote(&'a crate::remote::RemoteBlob),
 }
 
-struct PlannedFile<'a> {
-    entry: FileEntry,
-    source: Source<'a>,
+pub(crate) struct PlannedFile<'a> {
+    pub(crate) entry: FileEntry,
+    pub(crate) source: Source<'a>,
+    /// The image or chart that needs it, for error messages.
+    pub(crate) needed_by: &'a str,
 }
 
 /// The bundle's `index.json`: one descriptor per image and chart, sorted by reference.
@@ -65,8 +70,9 @@ pub fn index_json(plan: &Plan) -> Vec<u8> {
     serde_json::to_vec(&index).unwrap_or_default()
 }
 
-/// The manifest a plan produces, plus the list of files in archive order with their sources.
-fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Result<Vec<PlannedFile<'a>>, BundleError> {
+/// The list of files in archive order with their sources (`bundle.json` and `bundle.sig`, which
+/// come first, aside).
+pub(crate) fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Vec<PlannedFile<'a>> {
     let bytes_file = |path: &str, data: &'a [u8]| PlannedFile {
         entry: FileEntry {
             path: path.to_owned(),
@@ -74,6 +80,7 @@ fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Result<Vec<PlannedFile<'
             sha256: Digest::of(data).hex(),
         },
         source: Source::Bytes(data),
+        needed_by: "",
     };
     let mut files = vec![
         bytes_file(OCI_LAYOUT_FILE, OCI_LAYOUT_CONTENT),
@@ -83,13 +90,7 @@ fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Result<Vec<PlannedFile<'
         let source = match &blob.data {
             BlobData::Bytes(b) => Source::Bytes(b),
             BlobData::File(p) | BlobData::Stored(p) => Source::File(p),
-            BlobData::Remote(_) => {
-                return Err(InputError::Other(format!(
-                    "blob {} of {} was planned but never fetched",
-                    blob.digest, blob.needed_by
-                ))
-                .into());
-            }
+            BlobData::Remote(r) => Source::Remote(r),
         };
         files.push(PlannedFile {
             entry: FileEntry {
@@ -98,13 +99,17 @@ fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Result<Vec<PlannedFile<'
                 sha256: blob.digest.hex(),
             },
             source,
+            needed_by: &blob.needed_by,
         });
     }
     files.push(bytes_file(LOAD_SCRIPT_FILE, LOAD_SCRIPT.as_bytes()));
-    Ok(files)
+    files
 }
 
-fn manifest_bytes(plan: &Plan, files: &[PlannedFile<'_>]) -> Result<Vec<u8>, BundleError> {
+pub(crate) fn manifest_bytes(
+    plan: &Plan,
+    files: &[PlannedFile<'_>],
+) -> Result<Vec<u8>, BundleError> {
     let manifest = BundleManifest {
         schema_version: SCHEMA_VERSION,
         media_type: MEDIA_TYPE.to_owned(),
@@ -136,7 +141,14 @@ pub fn write_bundle(
     reporter: &dyn Reporter,
 ) -> Result<Written, BundleError> {
     let index = index_json(plan);
-    let files = layout_files(plan, &index)?;
+    let files = layout_files(plan, &index);
+    if let Some(f) = files.iter().find(|f| matches!(f.source, Source::Remote(_))) {
+        return Err(InputError::Other(format!(
+            "internal error: blob {} of {} was planned but never fetched",
+            f.entry.path, f.needed_by
+        ))
+        .into());
+    }
     let manifest = manifest_bytes(plan, &files)?;
     let signatures: Vec<_> = opts.keys.iter().map(|k| k.sign(&manifest)).collect();
     let sig_bytes = signature_file_bytes(&signatures);
@@ -190,6 +202,7 @@ pub fn write_bundle(
                 b,
                 |_| {},
             ),
+            Source::Remote(_) => continue, // refused above
             Source::File(p) => {
                 let file = File::open(p).map_err(BundleError::io(p))?;
                 let reader = Cancellable {
@@ -217,7 +230,7 @@ pub fn write_bundle(
                     path: p.to_owned(),
                     source: e,
                 },
-                Source::Bytes(_) => BundleError::Io {
+                Source::Bytes(_) | Source::Remote(_) => BundleError::Io {
                     path: tmp.path().to_owned(),
                     source: e,
                 },
@@ -226,13 +239,8 @@ pub fn write_bundle(
         if let Source::File(p) = f.source {
             let actual = hasher.finish();
             if actual.hex() != f.entry.sha256 {
-                let needed_by = plan
-                    .blobs
-                    .values()
-                    .find(|b| b.digest.hex() == f.entry.sha256)
-                    .map(|b| b.needed_by.clone());
                 return Err(IntegrityError {
-                    reference: needed_by.unwrap_or_default(),
+                    reference: f.needed_by.to_owned(),
                     digest: Digest::from_hex(&f.entry.sha256).unwrap_or(actual),
                     source_name: p.display().to_string(),
                     problem: format!("hashes to {actual}"),
@@ -299,7 +307,7 @@ pub fn estimated_size(plan: &Plan) -> u64 {
 }
 
 /// Temporary files are created 0600; a bundle is meant to be shared.
-fn set_readable(file: &File) -> io::Result<()> {
+pub(crate) fn set_readable(file: &File) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     file.set_permissions(std::fs::Permissions::from_mode(0o644))
 }

@@ -6,11 +6,13 @@
 //! [`sensei_core::progress::Reporter`].
 #![forbid(unsafe_code)]
 
+pub mod build;
 pub mod chart;
 pub mod create;
 pub mod discover;
 pub mod error;
 pub mod fetch;
+pub mod inplace;
 pub mod keys;
 pub mod layout;
 pub mod plan;

@@ -4,15 +4,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use sensei_bundler::build::{BuildOptions, build, check_space};
 use sensei_bundler::chart::repo::http_client;
-use sensei_bundler::create::{WriteOptions, estimated_size, write_bundle};
 use sensei_bundler::error::{BundleError, Bytes, InputError};
-use sensei_bundler::fetch::fetch_remote;
-use sensei_bundler::plan::{Plan, PlanEnv, PlanOptions, plan};
+use sensei_bundler::plan::{PlanEnv, PlanOptions, plan};
 use sensei_bundler::{keys, sign};
 use sensei_cli::exit::fail;
 use sensei_cli::{ExitCode, Interrupts, Printer, args};
-use sensei_core::outfile::{self, CheckedOutput, Input, Replace, TempDir, check_output};
+use sensei_core::outfile::{self, CheckedOutput, Input, Replace, check_output};
 use sensei_core::spec::{BundleSpec, ChartSource, ImageSource, Platform};
 use sensei_registry::{ClientSettings, CredentialSource, Registry, RetryNotice, RetryPolicy};
 use tokio::runtime::Runtime;
@@ -331,30 +330,6 @@ fn check_create_output(
     Ok(check_output("-o", output, &inputs, replace).map_err(InputError::from)?)
 }
 
-/// Free space for the whole build, checked once the plan knows every size and before any
-/// layer is downloaded: the downloads wait in a store beside the output until the archive is
-/// written, so both take room at once.
-fn check_space(plan: &Plan, output: &CheckedOutput) -> Result<(), BundleError> {
-    let archive = estimated_size(plan);
-    let store = plan.remote_bytes();
-    let needed = archive + store;
-    let free = outfile::free_space(&output.dir).map_err(BundleError::io(&output.dir))?;
-    if needed > free {
-        return Err(BundleError::NoSpace {
-            dir: output.dir.clone(),
-            output: output.path.clone(),
-            needed: Bytes(needed),
-            free: Bytes(free),
-            detail: format!(
-                "the archive, up to {}, and {} of downloads held beside it until it is written",
-                Bytes(archive),
-                Bytes(store)
-            ),
-        });
-    }
-    Ok(())
-}
-
 /// Removes what interrupted runs left beside the output (their owners are gone) and says so.
 fn sweep(dir: &Path, printer: &Printer) {
     let swept = outfile::sweep_stale(dir);
@@ -437,50 +412,20 @@ fn create(args: CreateArgs, interrupts: &Interrupts, runtime: &Runtime) -> anyho
     sweep(&output.dir, &printer);
     check_space(&plan, &output)?;
     let reporter = printer.reporter();
-    // Fetched layers wait beside the output (same filesystem, so writing the archive is a
-    // local copy); the directory is locked by this process and goes away whatever happens.
-    let label = format!(
-        "{}.fetch",
-        output
-            .path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-    );
-    let store = TempDir::new_in(&output.dir, &label).map_err(BundleError::io(&output.dir))?;
-    let fetched = runtime
-        .block_on(fetch_remote(
-            &mut plan,
-            &registry,
-            store.path(),
-            concurrency,
-            Some(interrupts.flag()),
-            reporter.as_ref(),
-        ))
-        .map_err(|e| match e {
-            BundleError::Cancelled(_) => cancelled(&output.path),
-            e => e,
-        })?;
-    let written = write_bundle(
-        &plan,
-        &output.path,
-        &WriteOptions {
+    let built = build(
+        &mut plan,
+        &output,
+        &registry,
+        runtime,
+        &BuildOptions {
             keys: &keys,
-            cancel: Some(interrupts.flag()),
+            concurrency,
+            cancel: interrupts.flag(),
         },
         reporter.as_ref(),
     )?;
-    drop(store);
-    #[derive(serde::Serialize)]
-    struct Summary<'a> {
-        #[serde(flatten)]
-        written: &'a sensei_bundler::create::Written,
-        fetched: sensei_bundler::fetch::Fetched,
-    }
-    printer.json(&Summary {
-        written: &written,
-        fetched,
-    });
+    let written = &built.written;
+    printer.json(&built);
     printer.result(&format!(
         "wrote {} ({} bytes): {} {}, {} image(s), {} chart(s), {} files\nbundle.json sha256:{} signed by {}",
         written.path.display(),

@@ -617,7 +617,7 @@ fn layout_spec(scene: &Scene, name: &str, layout_refs: &[&str]) -> PathBuf {
 }
 
 #[test]
-fn a_build_killed_while_downloading_leaves_a_locked_store_that_the_next_run_removes() {
+fn a_build_killed_while_downloading_leaves_locked_files_that_the_next_run_removes() {
     let scene = Scene::with_options(&FixtureOptions {
         big_layer_bytes: 128 * MIB,
         ..FixtureOptions::default()
@@ -633,33 +633,53 @@ fn a_build_killed_while_downloading_leaves_a_locked_store_that_the_next_run_remo
             .stderr(Stdio::piped());
         c
     };
-    // SIGTERM mid-download: the store goes with the run.
-    let mut child = build("b.tar").spawn().unwrap();
-    assert!(wait_while_running(
-        &mut child,
-        Duration::from_secs(60),
-        || writing(&dir)
-    ));
-    signal(&child, "TERM");
-    let o = child.wait_with_output().unwrap();
-    assert_exit(&o, 143);
-    assert_eq!(names(&dir), BTreeSet::new());
-    // SIGKILL mid-download: the store stays, locked by nobody; the next run removes it.
-    let mut child = build("b.tar").spawn().unwrap();
-    assert!(wait_while_running(
-        &mut child,
-        Duration::from_secs(60),
-        || writing(&dir)
-    ));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let stale = temporary_leftovers(&dir);
-    assert!(
-        stale.iter().any(|n| n.contains(".fetch.sensei-tmp-")),
-        "{stale:?}"
-    );
-    let o = run(&mut build("b.tar"));
-    assert_exit(&o, 0);
-    assert_eq!(names(&dir), BTreeSet::from(["b.tar".to_owned()]));
-    scene.verifies(&dir.join("b.tar"));
+    // A .tar is written in place (the layer streams into the archive's temporary file); a
+    // .tar.gz downloads into a store beside the output first.
+    for (out, left) in [("b.tar", ".partial"), ("b.tar.gz", ".fetch.sensei-tmp-")] {
+        // Stopped once 8 MiB of the layer have been written somewhere: mid-download.
+        let downloading = |child: &mut Child| {
+            let id = child.id();
+            wait_while_running(child, Duration::from_secs(60), || {
+                bytes_written_pid(id) > 8 * MIB
+            })
+        };
+        // SIGTERM mid-download: everything goes with the run.
+        let mut child = build(out).spawn().unwrap();
+        assert!(
+            downloading(&mut child),
+            "{out}: ended before it could be stopped"
+        );
+        signal(&child, "TERM");
+        let o = child.wait_with_output().unwrap();
+        assert_exit(&o, 143);
+        assert_eq!(names(&dir), BTreeSet::new(), "{out}");
+        // SIGKILL mid-download: the temporary files stay, locked by nobody; the next run
+        // removes them and completes.
+        let mut child = build(out).spawn().unwrap();
+        assert!(
+            downloading(&mut child),
+            "{out}: ended before it could be killed"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let stale = temporary_leftovers(&dir);
+        assert!(stale.iter().any(|n| n.contains(left)), "{out}: {stale:?}");
+        let o = run(&mut build(out));
+        assert_exit(&o, 0);
+        assert_eq!(names(&dir), BTreeSet::from([out.to_owned()]));
+        scene.verifies(&dir.join(out));
+        fs::remove_file(dir.join(out)).unwrap();
+    }
+}
+
+/// Bytes process `pid` has written so far (`wchar` of /proc/PID/io: write and pwrite alike).
+fn bytes_written_pid(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("wchar: "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -55,6 +55,20 @@ fn registry_images_match_what_skopeo_reports() {
     );
     assert_no_leftovers(&out_dir, &["b.tar"]);
     scene.verifies(&bundle);
+    // The .tar was written in place, each layer fetched straight to its offset; the .tar.gz
+    // through the streaming writer. Decompressed, the second is the first, byte for byte.
+    let tgz = out_dir.join("b.tar.gz");
+    assert_exit(
+        &scene.create(&spec, &tgz, &["--plain-http", &registry.host()]),
+        0,
+    );
+    let gunzipped = Command::new("gzip").arg("-dc").arg(&tgz).output().unwrap();
+    assert!(gunzipped.status.success());
+    assert!(
+        gunzipped.stdout == fs::read(&bundle).unwrap(),
+        "the in-place .tar differs"
+    );
+    fs::remove_file(&tgz).unwrap();
 
     let manifest = bundle_json(&bundle);
     let ours: BTreeSet<String> = tar_entries(&bundle)

@@ -216,6 +216,34 @@ fn builds_are_byte_identical_also_with_images_listed_in_another_order() {
     );
 }
 
+/// `gzip -dc` of the `.tar.gz` (written by the streaming writer) is the `.tar` (written in
+/// place, each blob at its offset), byte for byte: two paths, one archive.
+fn assert_tar_is_the_gunzipped_tgz(tar: &Path, tgz: &Path) {
+    let out = run_ok_bytes(Command::new("gzip").arg("-dc").arg(tgz));
+    assert!(
+        out == std::fs::read(tar).unwrap(),
+        "{} is not the decompressed {}",
+        tar.display(),
+        tgz.display()
+    );
+}
+
+fn run_ok_bytes(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn the_tar_written_in_place_is_the_gzip_streams_tar() {
+    let b = Built::new();
+    assert_tar_is_the_gunzipped_tgz(&b.tar, &b.tgz);
+}
+
 #[test]
 fn platform_filter_keeps_a_subset_and_says_so() {
     let b = Built::new();

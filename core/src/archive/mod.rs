@@ -7,12 +7,14 @@
 
 mod gzip_reader;
 mod header;
+mod layout;
 mod pipe;
 mod reader;
 mod stored_gzip;
 mod writer;
 
 pub use header::{BLOCK, EntryKind, Header, HeaderError, header_field};
+pub use layout::PlainLayout;
 pub use pipe::{PipeReader, pipe};
 pub use reader::{ArchiveError, Compression, TarReader, open_stream};
 pub use writer::{OutputCompression, TarWriter};

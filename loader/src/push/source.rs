@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use sensei_core::archive::{TarReader, open_stream};
+use sensei_core::archive::{PlainLayout, TarReader, open_stream};
 use sensei_core::digest::{Digest, Hasher};
 use sensei_core::manifest::FileEntry;
 use tokio::sync::mpsc;
@@ -34,7 +34,6 @@ pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 const CHUNK: usize = 256 * 1024;
 /// Chunks buffered between the decompressing thread and an upload.
 const CHANNEL_CHUNKS: usize = 4;
-const BLOCK: u64 = 512;
 
 /// How the bundle is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,21 +46,22 @@ pub enum Kind {
 /// Where each file's data starts in the (uncompressed) tar stream. Verification has checked
 /// that the archive is exactly `bundle.json`, `bundle.sig`, then `files` in order, each one
 /// canonical ustar header block followed by its body padded to 512 bytes; so the offsets
-/// follow from the sizes alone. (Any mistake would fail the hash check of the bytes read.)
+/// follow from the sizes alone, by the writer's own rule (`PlainLayout`). (Any mistake would
+/// fail the hash check of the bytes read.)
 pub fn data_offsets(
     manifest_len: u64,
     signature_len: u64,
     files: &[FileEntry],
 ) -> HashMap<String, u64> {
-    let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
-    let mut at = BLOCK + padded(manifest_len) + BLOCK + padded(signature_len);
+    let layout = PlainLayout::of(
+        [manifest_len, signature_len]
+            .into_iter()
+            .chain(files.iter().map(|f| f.size)),
+    );
     files
         .iter()
-        .map(|f| {
-            let data = at + BLOCK;
-            at = data + padded(f.size);
-            (f.path.clone(), data)
-        })
+        .enumerate()
+        .map(|(i, f)| (f.path.clone(), layout.data(i + 2)))
         .collect()
 }
 

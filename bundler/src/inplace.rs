@@ -100,7 +100,7 @@ pub async fn write_tar_in_place(
     }
 
     // The biggest first, so the longest transfer starts at once and the rest fill in around it.
-    remote.sort_by(|a, b| b.0.entry.size.cmp(&a.0.entry.size));
+    remote.sort_by_key(|r| std::cmp::Reverse(r.0.entry.size));
     let fetched = Fetched {
         blobs: remote.len(),
         bytes: remote.iter().map(|(f, _, _)| f.entry.size).sum(),

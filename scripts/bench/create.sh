@@ -2,9 +2,13 @@
 # bench.sh create (issue 3): `sensei-bundler create` from a loopback docker-registry against
 # skopeo pulling the same images into one oci: directory, in the same run, page cache warm,
 # outputs on the same disk as the registry's storage.
-#   Set A .tar            <= 0.67 x skopeo copy --all of each image into one oci: dir
-#   Set B (100 small)     <= 0.25 x the same, one skopeo process per image
-#   peak RSS (Set A)      <= 64 MiB
+#   Set A .tar            <= 0.5  x skopeo copy --all of each image into one oci: dir (issue 10)
+#   Set B (100 small)     <= 0.12 x the same, one skopeo process per image
+#   Set C (BENCH_C_IMAGES images, default 8, each a base layer plus its own BENCH_C_MIB MiB
+#         layer, default 400: a 3.4 GB bundle, the scale real releases reach)
+#                         <= 0.8  x the same; peak disk use <= 1.05 x the bundle
+#   peak RSS              <= 64 MiB
+# BENCH_C_IMAGES=0 leaves Set C out (it needs ~4 x its size of free disk).
 # Run by scripts/bench.sh (which builds and exports BENCH_*). Exit 1 if a target is missed.
 set -euo pipefail
 # shellcheck source=scripts/bench/lib.sh
@@ -55,8 +59,70 @@ compare createA ours_out "$(ours a.yaml)" peer_out 'sh "$dir/skopeo-a.sh" "$OUT/
 compare createB ours_out "$(ours b.yaml)" peer_out 'sh "$dir/skopeo-b.sh" "$OUT/peer"' check_ours check_peer_b
 drop_outs
 
-compare_row createA "create .tar, Set A" 0.67
-compare_row createB "create .tar, Set B" 0.25
+# Set C: BENCH_C_IMAGES fixture sets, each generated with its own seed so that every big layer
+# differs, their `big` image seeded into the registry as bench/large-N:1.0.0.
+c_images=${BENCH_C_IMAGES:-8}
+c_mib=${BENCH_C_MIB:-400}
+set_c=()
+if [ "$c_images" -gt 0 ]; then
+  log "Set C: generating $c_images images with a ${c_mib} MiB layer each (not timed)"
+  for ((i = 0; i < c_images; i++)); do
+    ref=$(printf 'large-%03d:1.0.0' "$i")
+    set_c+=("$ref")
+    "$bin/sensei-fixtures" "$dir/fxc" --big-layer-mib "$c_mib" --seed "$((i + 1))" >/dev/null
+    skopeo copy -q --all --preserve-digests --dest-tls-verify=false \
+      "oci:$dir/fxc/oci:big:1.0.0" "docker://$src/bench/$ref"
+    rm -rf "$dir/fxc"
+  done
+  spec_registry "$dir/c.yaml" bench-c "$src" "${set_c[@]}"
+  write_peer "$dir/skopeo-c.sh" "${set_c[@]}"
+  # Peak disk use of our side: the output directory's size, sampled while the build runs.
+  disk_watch() { # -> starts a sampler of $OUT's size into $dir/disk.samples
+    (while :; do du -sb "$OUT" 2>/dev/null | cut -f1; sleep 0.05; done) >>"$dir/disk.samples" &
+    disk_pid=$!
+  }
+  ours_out_c() { ours_out; disk_watch; }
+  check_ours_c() {
+    if [ -n "${disk_pid:-}" ]; then
+      kill "$disk_pid" 2>/dev/null || true
+      wait "$disk_pid" 2>/dev/null || true
+      disk_pid=
+    fi
+    check_ours
+    stat -c %s "$OUT/out.tar" >>"$dir/disk.bundle"
+  }
+  check_peer_c() { check_registry_oci_c; }
+  # skopeo's layout, checked against the registry's own digests (the fixtures are gone).
+  check_registry_oci_c() {
+    local ref want
+    for ref in "${set_c[@]}"; do
+      want=$(skopeo inspect --raw --tls-verify=false "docker://$src/bench/$ref" | sha256sum | cut -d' ' -f1)
+      python3 - "$OUT/peer" "$ref" "sha256:$want" <<'PY' || die "output check: skopeo's layout lacks $ref"
+import json, os, sys
+index = json.load(open(os.path.join(sys.argv[1], "index.json")))
+sys.exit(0 if any(m.get("annotations", {}).get("org.opencontainers.image.ref.name") == sys.argv[2]
+                  and m["digest"] == sys.argv[3] for m in index["manifests"]) else 1)
+PY
+    done
+  }
+  old_runs=$runs
+  runs=${BENCH_C_RUNS:-3}
+  compare createC ours_out_c "$(ours c.yaml)" peer_out 'sh "$dir/skopeo-c.sh" "$OUT/peer"' check_ours_c check_peer_c
+  runs=$old_runs
+  drop_outs
+fi
+
+compare_row createA "create .tar, Set A" 0.5
+compare_row createB "create .tar, Set B" 0.12
+if [ "$c_images" -gt 0 ]; then
+  compare_row createC "create .tar, Set C ($c_images x ${c_mib} MiB)" 0.8
+  peak=$(sort -n "$dir/disk.samples" | tail -n 1)
+  bundle=$(sort -n "$dir/disk.bundle" | tail -n 1)
+  row max "peak disk create, Set C / bundle" "$(awk -v p="$peak" -v b="$bundle" 'BEGIN { printf "%.3f", p / b }')" - 1.05 \
+    "largest output directory seen: $peak bytes; bundle $bundle bytes"
+  row max "peak RSS create, Set C (MiB)" "$(max_rss_mib "$dir/createC.ours")" \
+    "$(max_rss_mib "$dir/createC.peer")" 64 "peer column: largest skopeo process"
+fi
 row max "peak RSS create, Set A (MiB)" "$(max_rss_mib "$dir/createA.ours")" \
   "$(max_rss_mib "$dir/createA.peer")" 64 "peer column: largest skopeo process"
 row max "peak RSS create, Set B (MiB)" "$(max_rss_mib "$dir/createB.ours")" \

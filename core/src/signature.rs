@@ -161,7 +161,7 @@ impl PrivateKey {
         if text.contains("-----BEGIN PUBLIC KEY-----") {
             return Err(KeyError::PublicNotPrivate);
         }
-        let der = Zeroizing::new(pem_body(text, "PRIVATE KEY")?);
+        let der = pem_body(text, "PRIVATE KEY")?;
         let mut seed = Zeroizing::new([0u8; 32]);
         if der.len() == 48 && der[..16] == PKCS8_V1_PREFIX {
             seed.copy_from_slice(&der[16..]);
@@ -214,16 +214,21 @@ fn signed_message(message: &[u8]) -> Vec<u8> {
     m
 }
 
-fn pem_body(text: &str, label: &'static str) -> Result<Vec<u8>, KeyError> {
+/// The DER inside a PEM block. For a private key both the base64 text and the DER are secret:
+/// each lives in a buffer sized up front (so it never reallocates, which would leave a copy
+/// behind in freed memory) and wiped when dropped (docs/THREATS.md §7).
+fn pem_body(text: &str, label: &'static str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = text.find(&begin).ok_or(KeyError::NotPem(label))? + begin.len();
     let stop = text[start..].find(&end).ok_or(KeyError::NotPem(label))? + start;
-    let body: String = text[start..stop]
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    B64.decode(body).map_err(|_| KeyError::Base64)
+    let span = &text[start..stop];
+    let mut body = Zeroizing::new(String::with_capacity(span.len()));
+    body.extend(span.chars().filter(|c| !c.is_ascii_whitespace()));
+    let mut der = Zeroizing::new(Vec::with_capacity(base64::decoded_len_estimate(body.len())));
+    B64.decode_vec(body.as_bytes(), &mut der)
+        .map_err(|_| KeyError::Base64)?;
+    Ok(der)
 }
 
 fn pem_encode(label: &str, der: &[u8]) -> String {
@@ -400,6 +405,16 @@ mod tests {
 
     fn key(n: u8) -> PrivateKey {
         PrivateKey::from_seed(&[n; 32])
+    }
+
+    #[test]
+    fn a_private_keys_pem_body_is_held_in_memory_that_is_wiped() {
+        // The type is the check: the DER (and the base64 text it came from, inside pem_body)
+        // are Zeroizing buffers, wiped on drop, never a plain Vec or String left behind.
+        let pem = key(7).to_pem();
+        let der: Zeroizing<Vec<u8>> = pem_body(&pem, "PRIVATE KEY").unwrap();
+        assert_eq!(der.len(), PKCS8_V1_PREFIX.len() + 32);
+        assert!(der.capacity() >= der.len());
     }
 
     #[test]

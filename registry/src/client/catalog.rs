@@ -53,7 +53,9 @@ impl Registry {
                 .ok()?;
             names.extend(page);
             next = match link {
-                Some(path) => Some(url::Url::parse(&url).ok()?.join(&path).ok()?.to_string()),
+                // The credentials go to the registry's own origin only: a `Link` to anywhere
+                // else ends the listing, and nothing is concluded from a partial one.
+                Some(path) => Some(next_page(&base, &url, &path)?),
                 None => None,
             };
         }
@@ -105,6 +107,14 @@ impl Registry {
     }
 }
 
+/// The next page's URL, `link` resolved against the current page `url`, if it stays on the
+/// registry's own origin (`base`: scheme, host and port); `None` for any other.
+fn next_page(base: &str, url: &str, link: &str) -> Option<String> {
+    let base = url::Url::parse(base).ok()?;
+    let next = url::Url::parse(url).ok()?.join(link).ok()?;
+    (next.origin() == base.origin()).then(|| next.to_string())
+}
+
 /// The target of the `rel="next"` entry of a `Link` header.
 fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|entry| {
@@ -136,5 +146,24 @@ mod tests {
         );
         assert_eq!(next_link(r#"</v2/_catalog?last=a>; rel="prev""#), None);
         assert_eq!(next_link("garbage"), None);
+    }
+
+    #[test]
+    fn a_next_page_elsewhere_is_never_followed_with_the_registrys_credentials() {
+        let base = "https://registry.internal:5000";
+        let page = "https://registry.internal:5000/v2/_catalog?n=1000";
+        assert_eq!(
+            next_page(base, page, "/v2/_catalog?last=a&n=1000").as_deref(),
+            Some("https://registry.internal:5000/v2/_catalog?last=a&n=1000")
+        );
+        for elsewhere in [
+            "https://evil.example/v2/_catalog?last=a",
+            "//evil.example/v2/_catalog",
+            "http://registry.internal:5000/v2/_catalog?last=a",
+            "https://registry.internal:5001/v2/_catalog?last=a",
+            "https://registry.internal.evil.example:5000/v2/_catalog",
+        ] {
+            assert_eq!(next_page(base, page, elsewhere), None, "{elsewhere}");
+        }
     }
 }

@@ -35,6 +35,7 @@ esac
 "$root/scripts/setup.sh" >/dev/null
 cd "$root"
 cargo build --release --locked --workspace --quiet
+cargo build --release --locked --quiet -p sensei-core --example gunzip
 export BENCH_ROOT=$root BENCH_BIN=$root/target/release RUNS=${RUNS:-5}
 export BENCH_WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/sensei-bench.XXXXXX)}
 trap '[ -n "${KEEP:-}" ] || rm -rf "$BENCH_WORK"' EXIT

@@ -1,6 +1,14 @@
 //! Reads the bundle's multi-member gzip stream. Members that begin with a stored block (the
 //! writer's framing for already-compressed blobs) are copied out block by block with a CRC-32,
 //! several times faster than a general inflater; any other member goes to flate2.
+//!
+//! It parses untrusted input before authentication, so it has to earn its place: measured
+//! here (2 cores, 2026-12-05) on a 400 MiB `.tar.gz` bundle, decompressing it took 0.06-0.07 s
+//! against 0.19-0.21 s for flate2's `MultiGzDecoder` with the zlib-rs backend, 3x faster
+//! (`scripts/bench.sh verify` times both on the same file every run, via
+//! `core/examples/gunzip.rs`, and fails if ours is ever the slower). Its input is bounded as
+//! flate2's is: header fields at most 64 KiB, block lengths checked against their complement,
+//! every member's CRC-32 and length checked at its trailer, and it is fuzzed (`fuzz/`).
 
 use std::io::{self, BufRead, Read};
 

@@ -246,16 +246,4 @@ fn range_end(value: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_upload_status_says_where_the_kept_bytes_end() {
-        assert_eq!(range_end("0-1048575"), Some(1_048_575));
-        assert_eq!(range_end("bytes=0-99"), Some(99));
-        assert_eq!(range_end(" 0-0 "), Some(0));
-        assert_eq!(range_end("5-99"), None);
-        assert_eq!(range_end("0-"), None);
-        assert_eq!(range_end("garbage"), None);
-    }
-}
+mod tests;

@@ -265,7 +265,7 @@ fn rides_through_503s_on_uploads_manifests_and_checks() {
         assert!(
             err.contains(&format!("warning: registry {}: ", proxy.host()))
                 && err.contains("retrying in")
-                && err.contains("(attempt 2 of 10)"),
+                && err.contains("(attempt 2 of 12)"),
             "{err}"
         );
         // The manifest PUTs' 429s said `Retry-After: 2`: that wait is kept, not the backoff.

@@ -20,6 +20,7 @@ mod catalog;
 mod manifest;
 mod request;
 mod session;
+mod upload;
 
 pub use blob::{BlobSink, FileSink};
 pub use manifest::FetchedManifest;
@@ -210,22 +211,30 @@ impl Registry {
         Fut: std::future::Future<Output = Result<T, ErrorKind>>,
     {
         let policy = self.inner.settings.retry;
-        let notice = self.inner.settings.on_retry.as_ref();
         policy
             .run(op, |attempt, delay, error| {
-                if let Some(notice) = notice
-                    && self.worth_telling(attempt, delay)
-                {
-                    notice.notify(&Retrying {
-                        registry: host,
-                        error,
-                        attempt,
-                        attempts: policy.attempts,
-                        delay,
-                    });
-                }
+                self.tell(&Retrying {
+                    registry: host,
+                    error,
+                    attempt,
+                    attempts: policy.attempts,
+                    delay,
+                    resend: None,
+                });
             })
             .await
+    }
+
+    /// Tells `on_retry` of a retry, if it is news ([`Registry::worth_telling`]); a blob of a
+    /// megabyte or more about to be sent again always is: it is why the push slows down.
+    fn tell(&self, retrying: &Retrying<'_>) {
+        let Some(notice) = &self.inner.settings.on_retry else {
+            return;
+        };
+        let big = retrying.resend.is_some_and(|r| r.bytes() >= 1 << 20);
+        if big || self.worth_telling(retrying.attempt, retrying.delay) {
+            notice.notify(retrying);
+        }
     }
 
     /// Whether a retry at `attempt` after `delay` is news: further along than any told, the
@@ -265,7 +274,7 @@ impl Registry {
             }
             None => RegistryAuth::Anonymous,
         };
-        if matches!(auth, RegistryAuth::Anonymous) && self.needs_no_auth(host).await {
+        if matches!(auth, RegistryAuth::Anonymous) && self.needs_no_auth(host).await? {
             lock(&self.inner.open).insert(host.to_owned());
         } else {
             self.inner.oci.store_auth_if_needed(host, &auth).await;
@@ -274,17 +283,33 @@ impl Registry {
         Ok(auth)
     }
 
-    /// One `GET /v2/`: true if the registry answers it without asking for credentials (a
-    /// private registry open to the network). A failure here says nothing: the real request
-    /// reports it.
-    async fn needs_no_auth(&self, host: &str) -> bool {
+    /// `GET /v2/`: true if the registry answers it without asking for credentials (a private
+    /// registry open to the network), false if it asks for them (or fails for good in another
+    /// way, TLS say: the real request reports that). A busy registry or a broken connection is
+    /// asked again, as any request: taken for "asks for credentials", it would cost every later
+    /// request a probe of its own; still failing, it fails the request.
+    async fn needs_no_auth(&self, host: &str) -> Result<bool, ErrorKind> {
         let url = format!("{}://{host}/v2/", self.scheme(host));
-        self.inner
-            .http
-            .get(&url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
+        self.retried(host, |_| async {
+            let response = self
+                .inner
+                .http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| ErrorKind::from_reqwest(&e))?;
+            let status = response.status();
+            if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Err(ErrorKind::from_response(
+                    status.as_u16(),
+                    response.headers(),
+                    "checking the API version",
+                ));
+            }
+            Ok(status.is_success())
+        })
+        .await
+        .or_else(|e| if e.is_transient() { Err(e) } else { Ok(false) })
     }
 
     /// The Authorization header for our own requests: a bearer token from the registry's

@@ -39,6 +39,25 @@ pub enum ErrorKind {
     Tls(String),
     #[error("cannot connect: {0}; check the host and port, and that the registry is running")]
     Connect(String),
+    /// The connection broke after the request went out: a reset, a proxy cutting it, a
+    /// timeout. Nothing says whether the registry acted on it.
+    #[error("the connection broke off before the registry answered: {0}")]
+    Interrupted(String),
+    /// A blob upload whose attempts kept failing without getting any further
+    /// ([`crate::retry::ProgressBudget`]).
+    #[error(
+        "gave up after {tried} attempts, the last {stalled} in a row getting no further than {} \
+         of its {}; the last failure: {last}",
+        human_bytes(*.best),
+        human_bytes(*.size)
+    )]
+    Stalled {
+        tried: u32,
+        stalled: u32,
+        best: u64,
+        size: u64,
+        last: Box<ErrorKind>,
+    },
     #[error("the registry answered HTTP {status}: {message}")]
     Status {
         status: u16,
@@ -76,7 +95,7 @@ impl ErrorKind {
     /// Worth another try: the network, a busy or restarting registry, or a rate limit.
     pub fn is_transient(&self) -> bool {
         match self {
-            ErrorKind::Connect(_) => true,
+            ErrorKind::Connect(_) | ErrorKind::Interrupted(_) => true,
             ErrorKind::Status { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
@@ -128,7 +147,12 @@ impl ErrorKind {
         if let Some(status) = e.status() {
             return Self::from_status(status.as_u16(), e.to_string());
         }
-        let chain = error_chain(e);
+        let mut chain = error_chain(e);
+        // The URL is long (an upload session's carries its state) and the error's context
+        // already says what was being done.
+        if let Some(url) = e.url() {
+            chain = chain.replace(&format!(" for url ({url})"), "");
+        }
         let lower = chain.to_ascii_lowercase();
         if lower.contains("certificate")
             || lower.contains("tls")
@@ -136,8 +160,10 @@ impl ErrorKind {
             || lower.contains("invalidcontenttype")
         {
             ErrorKind::Tls(chain)
-        } else {
+        } else if e.is_connect() {
             ErrorKind::Connect(chain)
+        } else {
+            ErrorKind::Interrupted(chain)
         }
     }
 
@@ -205,6 +231,22 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// Bytes in a short human form, binary units: `512 B`, `64.0 MiB`, `1.5 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// Registry error bodies can be whole HTML pages; keep the start.

@@ -349,6 +349,8 @@ pub struct Checked {
     hasher: Hasher,
     digest: Digest,
     size: u64,
+    /// Bytes read and hashed but not passed on: the registry kept them from an earlier attempt.
+    skip: u64,
     /// Every byte arrived and matched.
     verified: bool,
     /// Nothing more will be yielded.
@@ -381,12 +383,21 @@ impl Checked {
             hasher: Hasher::new(),
             digest: job.digest,
             size: job.size,
+            skip: 0,
             verified: false,
             ended: false,
             counters,
             progress,
             changed,
         }
+    }
+
+    /// Passes on only the bytes from `offset` on (an upload continuing where the registry says
+    /// it kept the earlier ones). Every byte is still read and hashed: the digest check covers
+    /// the whole blob, as for any other attempt.
+    pub fn from_offset(mut self, offset: u64) -> Self {
+        self.skip = offset;
+        self
     }
 
     fn fail(&mut self, why: &str) -> Poll<Option<io::Result<Bytes>>> {
@@ -415,42 +426,53 @@ impl Stream for Checked {
     type Item = io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        match self.inner.poll_next_unpin(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Err(e))) => {
-                self.ended = true;
-                Poll::Ready(Some(Err(e)))
+        loop {
+            if self.ended {
+                return Poll::Ready(None);
             }
-            Poll::Ready(None) => {
-                if self.verified || (self.size == 0 && self.complete()) {
+            match self.inner.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => {
                     self.ended = true;
-                    return Poll::Ready(None);
+                    return Poll::Ready(Some(Err(e)));
                 }
-                let why = format!(
-                    "ended after {} of its {} bytes",
-                    self.hasher.len(),
-                    self.size
-                );
-                self.fail(&why)
-            }
-            Poll::Ready(Some(Ok(chunk))) => {
-                if chunk.is_empty() {
+                Poll::Ready(None) => {
+                    if self.verified || (self.size == 0 && self.complete()) {
+                        self.ended = true;
+                        return Poll::Ready(None);
+                    }
+                    let why = format!(
+                        "ended after {} of its {} bytes",
+                        self.hasher.len(),
+                        self.size
+                    );
+                    return self.fail(&why);
+                }
+                Poll::Ready(Some(Ok(mut chunk))) => {
+                    if chunk.is_empty() {
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                    let start = self.hasher.len();
+                    if self.verified || start + chunk.len() as u64 > self.size {
+                        return self.fail("is longer than its verified size");
+                    }
+                    self.hasher.update(&chunk);
+                    if self.hasher.len() == self.size && !self.complete() {
+                        return self.fail("has different bytes than when it was verified");
+                    }
+                    if start < self.skip {
+                        // Hashed, not sent: the registry holds these already.
+                        let drop = (self.skip - start).min(chunk.len() as u64);
+                        let _ = chunk.split_to(usize::try_from(drop).unwrap_or(chunk.len()));
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                    }
+                    let n = chunk.len() as u64;
+                    self.counters.bytes_sent.fetch_add(n, Ordering::Relaxed);
+                    self.progress.fetch_add(n, Ordering::Relaxed);
                     return Poll::Ready(Some(Ok(chunk)));
                 }
-                if self.verified || self.hasher.len() + chunk.len() as u64 > self.size {
-                    return self.fail("is longer than its verified size");
-                }
-                self.hasher.update(&chunk);
-                if self.hasher.len() == self.size && !self.complete() {
-                    return self.fail("has different bytes than when it was verified");
-                }
-                let n = chunk.len() as u64;
-                self.counters.bytes_sent.fetch_add(n, Ordering::Relaxed);
-                self.progress.fetch_add(n, Ordering::Relaxed);
-                Poll::Ready(Some(Ok(chunk)))
             }
         }
     }
@@ -552,5 +574,43 @@ mod tests {
         // An empty blob is checked too.
         let (items, why) = checked(vec![], &job(b""));
         assert!(items.is_empty() && why.is_none());
+    }
+
+    #[test]
+    fn a_continued_upload_sends_only_the_rest_but_hashes_it_all() {
+        let good = job(b"hello world");
+        let run = |chunks: Vec<&'static [u8]>, offset| {
+            let inner: BlobStream = Box::pin(futures_util::stream::iter(
+                chunks.into_iter().map(|c| Ok(Bytes::from_static(c))),
+            ));
+            let counters = Arc::new(Counters::default());
+            let changed = Arc::default();
+            let stream = Checked::new(inner, &good, counters.clone(), Arc::default(), changed)
+                .from_offset(offset);
+            let items = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(stream.collect::<Vec<_>>());
+            let sent: Vec<u8> = items
+                .iter()
+                .filter_map(|i| i.as_ref().ok())
+                .flat_map(|b| b.to_vec())
+                .collect();
+            let failed = items.iter().any(Result::is_err);
+            (sent, failed, counters.bytes_sent.load(Ordering::Relaxed))
+        };
+        // From inside a chunk, from a chunk's end, from the very end.
+        assert_eq!(
+            run(vec![b"hello ", b"world"], 3),
+            (b"lo world".to_vec(), false, 8)
+        );
+        assert_eq!(
+            run(vec![b"hello ", b"world"], 6),
+            (b"world".to_vec(), false, 5)
+        );
+        assert_eq!(run(vec![b"hello ", b"world"], 11), (vec![], false, 0));
+        // The skipped part changed: the digest check still fails the stream.
+        let (_, failed, _) = run(vec![b"HELLO ", b"world"], 6);
+        assert!(failed);
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::{BoxFuture, FutureExt, Shared, join_all};
 use futures_util::{StreamExt, stream};
 use sensei_core::digest::Digest;
-use sensei_registry::{Registry, Repo, Staged};
+use sensei_registry::{ErrorKind, Registry, RegistryError, Repo, Staged};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -25,10 +25,21 @@ use super::check::{BIG_BLOB, Presence};
 use super::graph::{BlobJob, PushGraph};
 use super::source::{BlobStream, Checked, Counters, Source, lock};
 
-/// One blob's staging: its session once its stream has ended, `None` if staging failed (the
-/// uploader then uploads it the usual way). Shared, so the uploader and [`Staging::abandon`]
-/// can both wait for it while a task of its own drives it.
-type Session = Shared<BoxFuture<'static, Option<Staged>>>;
+/// One blob's staging, once its stream has ended. Shared, so the uploader and
+/// [`Staging::abandon`] can both wait for it while a task of its own drives it.
+type Session = Shared<BoxFuture<'static, Outcome>>;
+
+/// How a blob's staging ended.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Staged(Staged),
+    /// Not staged (stopped, or a failure an upload may not meet): the uploader uploads it the
+    /// usual way.
+    Failed,
+    /// Its attempts kept failing without getting any further, until its budget ran out: an
+    /// upload would only repeat them, so the uploader fails with this (taken once).
+    Stalled(Arc<Mutex<Option<RegistryError>>>),
+}
 
 /// The sessions of one push.
 pub struct Staging {
@@ -100,11 +111,16 @@ impl Staging {
     }
 
     /// The blob's staged session, once its stream has ended; `None` if it was not staged or
-    /// staging failed. It stays in the set (so [`Staging::abandon`] would cancel it) until
-    /// [`Staging::done`].
-    pub async fn wait(&self, digest: &Digest) -> Option<Staged> {
+    /// staging failed, and the error if it failed for good: its attempts stopped getting any
+    /// further (an upload would only repeat them). A session stays in the set (so
+    /// [`Staging::abandon`] would cancel it) until [`Staging::done`].
+    pub async fn wait(&self, digest: &Digest) -> Option<Result<Staged, RegistryError>> {
         let session = lock(&self.sessions).get(digest).cloned()?;
-        session.await
+        match session.await {
+            Outcome::Staged(staged) => Some(Ok(staged)),
+            Outcome::Failed => None,
+            Outcome::Stalled(error) => lock(&error).take().map(Err),
+        }
     }
 
     /// The blob's session was committed, or cancelled by the caller: forget it.
@@ -122,7 +138,7 @@ impl Staging {
             sessions.drain().map(|(_, s)| s).collect()
         };
         join_all(sessions.into_iter().map(|session| async move {
-            if let Some(staged) = session.await {
+            if let Outcome::Staged(staged) = session.await {
                 self.registry.cancel_staged(&staged).await;
             }
         }))
@@ -145,13 +161,16 @@ async fn stage(
     counters: Arc<Counters>,
     slots: Arc<Semaphore>,
     stop: CancellationToken,
-) -> Option<Staged> {
+) -> Outcome {
     let _slot = tokio::select! {
-        slot = slots.acquire_owned() => slot.ok()?,
-        () = stop.cancelled() => return None,
+        slot = slots.acquire_owned() => match slot {
+            Ok(slot) => slot,
+            Err(_) => return Outcome::Failed,
+        },
+        () = stop.cancelled() => return Outcome::Failed,
     };
     let changed: Arc<Mutex<Option<String>>> = Arc::default();
-    let body = || -> io::Result<BlobStream> {
+    let body = |from: u64| -> io::Result<BlobStream> {
         if stop.is_cancelled() {
             return Err(abandoned());
         }
@@ -164,13 +183,20 @@ async fn stage(
             counters.clone(),
             Arc::new(AtomicU64::new(0)),
             changed.clone(),
-        );
+        )
+        .from_offset(from);
         Ok(until(Box::pin(checked), stop.clone()))
     };
-    registry
+    match registry
         .stage_blob(&repo, &job.digest, job.size, body)
         .await
-        .ok()
+    {
+        Ok(staged) => Outcome::Staged(staged),
+        Err(e) if matches!(e.kind, ErrorKind::Stalled { .. }) => {
+            Outcome::Stalled(Arc::new(Mutex::new(Some(e))))
+        }
+        Err(_) => Outcome::Failed,
+    }
 }
 
 fn abandoned() -> io::Error {

@@ -16,18 +16,21 @@
 //!
 //! What is already there is left alone, so a second push writes nothing, and a push
 //! interrupted anywhere completes on the next run by sending only what is missing. Retries
-//! (connection errors, 5xx, 429) are the registry client's.
+//! (connection errors, 5xx, 429) are the registry client's, each request and each blob with a
+//! budget of its own. A blob that still fails does not stop the others: everything that does
+//! not need it is pushed, so the next run has only it left to send, and the push then fails
+//! naming it.
 
 use std::collections::{BTreeSet, HashSet};
 use std::future::ready;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use sensei_core::digest::Digest;
 use sensei_core::progress::Reporter;
-use sensei_registry::{Registry, RegistryError, Repo};
+use sensei_registry::{ErrorKind, Registry, RegistryError, Repo};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
@@ -74,6 +77,50 @@ struct Tally {
     tags_pushed: AtomicU64,
     tags_present: AtomicU64,
     manifest_bytes: AtomicU64,
+}
+
+/// Blobs that gave up after their retries: what depends on them is not put, everything else
+/// is, and the push then fails with the first one's error.
+#[derive(Debug, Default)]
+struct Failed {
+    digests: Mutex<HashSet<Digest>>,
+    first: Mutex<Option<RegistryError>>,
+}
+
+impl Failed {
+    fn note(&self, digest: Digest, e: RegistryError) {
+        lock(&self.digests).insert(digest);
+        lock(&self.first).get_or_insert(e);
+    }
+
+    /// True if any of `blobs` failed.
+    fn touches(&self, blobs: &BTreeSet<Digest>) -> bool {
+        let failed = lock(&self.digests);
+        !failed.is_empty() && blobs.iter().any(|d| failed.contains(d))
+    }
+
+    /// The first failure, saying how many other blobs failed too.
+    fn into_error(self) -> Option<RegistryError> {
+        let others = lock(&self.digests).len().saturating_sub(1);
+        let mut e = self
+            .first
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)?;
+        e.action = match others {
+            0 => format!("{} (everything not needing it was pushed)", e.action),
+            n => format!(
+                "{} ({n} other blob(s) failed too; everything not needing them was pushed)",
+                e.action
+            ),
+        };
+        Some(e)
+    }
+}
+
+/// A registry failure that came after the retries ran out (rather than one no retry could
+/// help, like access refused): one blob's bad luck, not a reason to stop the others.
+fn gave_up(e: &RegistryError) -> bool {
+    e.kind.is_transient() || matches!(e.kind, ErrorKind::Stalled { .. })
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -139,16 +186,23 @@ impl Uploader<'_> {
             order.into_iter().partition(|b| slow.contains(&b.digest));
         // One limit for the blobs of both.
         let slots = Semaphore::new(n);
+        let failed = Failed::default();
         self.reporter.start("push", Some(graph.blob_bytes()));
         let early_part = async {
-            self.blobs(early, &slots, presence, &tally).await?;
-            self.manifests_and_tags(graph, presence, &tally, |b| !waits(b))
+            self.blobs(early, &slots, presence, &tally, &failed).await?;
+            self.manifests_and_tags(graph, presence, &tally, |b| !waits(b) && !failed.touches(b))
                 .await
         };
-        futures_util::try_join!(self.blobs(late, &slots, presence, &tally), early_part)?;
+        futures_util::try_join!(
+            self.blobs(late, &slots, presence, &tally, &failed),
+            early_part
+        )?;
         self.reporter.finish();
-        self.manifests_and_tags(graph, presence, &tally, |b| waits(b))
+        self.manifests_and_tags(graph, presence, &tally, |b| waits(b) && !failed.touches(b))
             .await?;
+        if let Some(e) = failed.into_error() {
+            return Err(e.into());
+        }
 
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Ok(Counts {
@@ -163,18 +217,28 @@ impl Uploader<'_> {
         })
     }
 
-    /// `jobs` in parallel, each holding one of `slots` while it runs.
+    /// `jobs` in parallel, each holding one of `slots` while it runs. A blob that gave up after
+    /// its retries is noted in `failed` and the others go on; any other failure (the bundle
+    /// changed, access refused) stops them all.
     async fn blobs(
         &self,
         jobs: Vec<&BlobJob>,
         slots: &Semaphore,
         presence: &Presence,
         tally: &Tally,
+        failed: &Failed,
     ) -> Result<(), UploadError> {
         stream::iter(jobs)
             .map(|job| async move {
                 let _slot = slots.acquire().await.ok(); // never closed
-                self.blob(job, presence, tally, &self.counters).await
+                match self.blob(job, presence, tally, &self.counters).await {
+                    Err(UploadError::Registry(e)) if gave_up(&e) => {
+                        self.source.skip(job); // a `.tar.gz` pass must not wait for it
+                        failed.note(job.digest, e);
+                        Ok(())
+                    }
+                    other => other,
+                }
             })
             .buffer_unordered(self.concurrency.max(1))
             .try_for_each(|()| ready(Ok(())))
@@ -271,15 +335,23 @@ impl Uploader<'_> {
 
     /// The blob's first copy in the registry, into one of `missing` (taken out of it): its
     /// staged session committed, else one upload. A session the registry no longer knows (it
-    /// restarted with another secret, or purged it) means an upload after all.
+    /// restarted with another secret, or purged it) means an upload after all; a staging
+    /// whose attempts stopped getting anywhere fails the blob (an upload would repeat them).
     async fn first_copy(
         &self,
         job: &BlobJob,
         missing: &mut Vec<Repo>,
         counters: &Arc<Counters>,
     ) -> Result<Repo, UploadError> {
+        let waited = match self.staging {
+            Some(staging) => staging.wait(&job.digest).await,
+            None => None,
+        };
+        if let Some(Err(stalled)) = waited {
+            return Err(stalled.into());
+        }
         if let Some(staging) = self.staging
-            && let Some(staged) = staging.wait(&job.digest).await
+            && let Some(Ok(staged)) = waited
             && let Some(i) = missing.iter().position(|r| r == staged.repo())
         {
             let repo = missing.remove(i);
@@ -316,19 +388,24 @@ impl Uploader<'_> {
     ) -> Result<(), UploadError> {
         let changed: Arc<Mutex<Option<String>>> = Arc::default();
         let progress = Arc::new(AtomicU64::new(0));
-        let body = || -> std::io::Result<BlobStream> {
+        // Opened again from the bundle for every attempt, passing on the bytes from where the
+        // attempt starts (the registry may have kept the earlier ones).
+        let body = |from: u64| -> std::io::Result<BlobStream> {
             // A blob that changed fails for good: a retry would only read the same bytes.
             if let Some(why) = lock(&changed).clone() {
                 return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
             }
             let inner = self.source.open(job)?;
-            Ok(Box::pin(Checked::new(
-                inner,
-                job,
-                counters.clone(),
-                progress.clone(),
-                changed.clone(),
-            )))
+            Ok(Box::pin(
+                Checked::new(
+                    inner,
+                    job,
+                    counters.clone(),
+                    progress.clone(),
+                    changed.clone(),
+                )
+                .from_offset(from),
+            ))
         };
         self.reporter.item(&job.path, Some(job.size));
         let push = self.registry.push_blob(repo, &job.digest, job.size, body);

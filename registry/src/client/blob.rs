@@ -173,9 +173,10 @@ impl Registry {
         .map_err(fail)
     }
 
-    /// Asks the registry to link a blob it holds in `from` into `repo` without an upload
-    /// (one try). `false` means it declined (another user's repository, a registry without
-    /// mounting; a session it opened instead is cancelled): upload instead.
+    /// Asks the registry to link a blob it holds in `from` into `repo` without an upload,
+    /// retried on transient failures (a mount whose answer was lost just mounts again).
+    /// `false` means it declined (another user's repository, a registry without mounting; a
+    /// session it opened instead is cancelled) or kept failing: upload instead.
     pub async fn mount_blob(&self, repo: &Repo, from: &str, digest: &Digest) -> bool {
         if self.auth_for(&repo.host).await.is_err() {
             return false;
@@ -187,24 +188,45 @@ impl Registry {
             .append_pair("mount", &digest.to_string())
             .append_pair("from", from);
         let url = url.to_string();
-        let Ok(response) = self
-            .send_authorized(repo, &url, true, |http| {
-                http.post(&url).header(reqwest::header::CONTENT_LENGTH, 0)
+        let answer = self
+            .retried(&repo.host, |_| async {
+                let response = self
+                    .send_authorized(repo, &url, true, |http| {
+                        http.post(&url).header(reqwest::header::CONTENT_LENGTH, 0)
+                    })
+                    .await?;
+                let status = response.status();
+                if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                    return Err(expect_success(response)
+                        .await
+                        .err()
+                        .unwrap_or_else(|| ErrorKind::from_status(status.as_u16(), "mounting")));
+                }
+                Ok(match status {
+                    reqwest::StatusCode::CREATED => Mount::Done,
+                    reqwest::StatusCode::ACCEPTED => {
+                        Mount::Declined(location(&response, &url).ok().flatten())
+                    }
+                    _ => Mount::Declined(None),
+                })
             })
-            .await
-        else {
-            return false;
-        };
-        if response.status() == reqwest::StatusCode::CREATED {
-            return true;
+            .await;
+        match answer {
+            Ok(Mount::Done) => true,
+            Ok(Mount::Declined(Some(opened))) => {
+                self.delete_session(repo, &opened).await;
+                false
+            }
+            Ok(Mount::Declined(None)) | Err(_) => false,
         }
-        if response.status() == reqwest::StatusCode::ACCEPTED
-            && let Ok(Some(opened)) = location(&response, &url)
-        {
-            self.delete_session(repo, &opened).await;
-        }
-        false
     }
+}
+
+/// A registry's answer to a mount.
+enum Mount {
+    Done,
+    /// With the upload session it opened instead, if it did.
+    Declined(Option<String>),
 }
 
 /// The first byte of a `Content-Range: bytes START-END/TOTAL`.

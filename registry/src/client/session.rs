@@ -7,16 +7,21 @@
 //! registry starts listing the repository) only when the commit names the digest. So a big
 //! blob can stream to the registry while its bundle is still being verified, and be committed
 //! only once every byte of the bundle has been. The registry checks the digest at the commit.
+//!
+//! The attempts and what a failed one leaves to the next are `upload`'s; here are the
+//! requests.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use reqwest::Method;
-use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use sensei_core::digest::Digest;
 
 use super::request::{expect_success, same_host};
+use super::upload::Finish;
 use super::{Registry, Repo, lock};
 use crate::error::{ErrorKind, RegistryError};
 
@@ -43,9 +48,12 @@ impl Staged {
 impl Registry {
     /// Uploads a blob: opens an upload session (POST), then streams every byte in the PUT
     /// that commits it with its digest (a monolithic upload), which the registry checks.
-    /// `body` is called once per attempt and must give the blob's bytes from the start. A
-    /// transient failure starts over with a new session, the failed one cancelled; a body that
-    /// fails (the bytes changed, or the caller gave up) is not retried.
+    /// `body(from)` is called once per attempt and must give the blob's bytes from byte
+    /// `from`: 0, unless the registry kept part of a failed attempt's (see `upload`). A
+    /// transient failure goes again (the failed session continued, or cancelled and a new one
+    /// opened), as long as attempts keep getting further or until the policy's attempts have
+    /// failed without; a body that fails (the bytes changed, or the caller gave up) is not
+    /// retried.
     pub async fn push_blob<F, S>(
         &self,
         repo: &Repo,
@@ -54,20 +62,18 @@ impl Registry {
         body: F,
     ) -> Result<(), RegistryError>
     where
-        F: Fn() -> Result<S, std::io::Error>,
+        F: Fn(u64) -> Result<S, std::io::Error>,
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
         let action = format!("uploading blob {digest} to {}", repo.path);
-        self.stream_into_session(repo, digest, size, body, Method::PUT, action)
+        self.upload(repo, digest, size, body, Finish::Commit, action)
             .await
             .map(|_| ())
     }
 
     /// Opens an upload session in `repo` (POST) and streams the whole blob into it with one
-    /// PATCH, without committing. `body` is called once per attempt and must give the blob's
-    /// bytes from the start. A transient failure starts over with a new session; every session
-    /// that failed is cancelled first. A body that fails (the bytes changed, or the caller gave
-    /// up) is not retried.
+    /// PATCH, without committing. `body` and the retries are as for [`Registry::push_blob`];
+    /// every session that failed is cancelled.
     pub async fn stage_blob<F, S>(
         &self,
         repo: &Repo,
@@ -76,12 +82,12 @@ impl Registry {
         body: F,
     ) -> Result<Staged, RegistryError>
     where
-        F: Fn() -> Result<S, std::io::Error>,
+        F: Fn(u64) -> Result<S, std::io::Error>,
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
         let action = format!("staging blob {digest} in {}", repo.path);
         let location = self
-            .stream_into_session(repo, digest, size, body, Method::PATCH, action)
+            .upload(repo, digest, size, body, Finish::Leave, action)
             .await?;
         Ok(Staged {
             repo: repo.clone(),
@@ -90,73 +96,45 @@ impl Registry {
         })
     }
 
-    /// Both kinds of upload, retried: a new session per attempt, the whole blob streamed into
-    /// it by one PUT that commits it (with the digest) or one PATCH that leaves it open; a
-    /// session that failed is cancelled. Returns where the session continues.
-    async fn stream_into_session<F, S>(
-        &self,
-        repo: &Repo,
-        digest: &Digest,
-        size: u64,
-        body: F,
-        method: Method,
-        action: String,
-    ) -> Result<String, RegistryError>
-    where
-        F: Fn() -> Result<S, std::io::Error>,
-        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
-    {
-        let fail = self.fail(repo, action);
-        self.auth_for(&repo.host)
-            .await
-            .map_err(self.fail(repo, String::new()))?;
-        self.retried(&repo.host, |_| async {
-            // The body first: a caller that gave up opens no session.
-            let stream = body().map_err(|e| ErrorKind::Source(e.to_string()))?;
-            let opened = self.open_session(repo).await?;
-            let sent = async {
-                let url = if method == Method::PUT {
-                    with_digest(&opened, digest)?
-                } else {
-                    opened.clone()
-                };
-                let response = self
-                    .send_stream(repo, method.clone(), &url, size, stream)
-                    .await?;
-                Ok(location(&response, &url)?.unwrap_or_else(|| opened.clone()))
-            }
-            .await;
-            if sent.is_err() {
-                self.delete_session(repo, &opened).await;
-            }
-            sent
-        })
-        .await
-        .map_err(fail)
-    }
-
     /// Commits a staged blob: PUT with its digest and an empty body, retried on transient
     /// failures. The registry checks the digest against the bytes the session holds. A session
     /// the registry no longer knows (it restarted with another secret, or purged it) fails with
-    /// a 404 or 400: upload the blob again.
+    /// a 404 or 400: upload the blob again. Unless the blob is there: a commit that went
+    /// through but whose answer was lost leaves its retry a 404 (the session is used up), and
+    /// is then a success.
     pub async fn commit_staged(&self, staged: &Staged) -> Result<(), RegistryError> {
         let repo = &staged.repo;
         let action = format!("committing blob {} in {}", staged.digest, repo.path);
         let url = with_digest(&staged.location, &staged.digest)
             .map_err(self.fail(repo, action.clone()))?;
         let fail = self.fail(repo, action);
-        self.retried(&repo.host, |_| async {
-            let response = self
-                .send_authorized(repo, &url, true, |http| {
-                    http.put(&url)
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_LENGTH, 0)
-                })
-                .await?;
-            expect_success(response).await.map(|_| ())
-        })
-        .await
-        .map_err(fail)
+        let committed = self
+            .retried(&repo.host, |_| self.commit_at(repo, &url))
+            .await;
+        match committed {
+            Ok(()) => Ok(()),
+            Err(_)
+                if self
+                    .blob_exists(repo, &staged.digest)
+                    .await
+                    .unwrap_or(false) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    /// One PUT with an empty body at `url` (a session's location with `digest=`).
+    pub(super) async fn commit_at(&self, repo: &Repo, url: &str) -> Result<(), ErrorKind> {
+        let response = self
+            .send_authorized(repo, url, true, |http| {
+                http.put(url)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, 0)
+            })
+            .await?;
+        expect_success(response).await.map(|_| ())
     }
 
     /// Cancels a staged blob's session (DELETE), once and on a best-effort basis: a session
@@ -179,13 +157,14 @@ impl Registry {
         })
     }
 
-    /// One request whose body is the blob, streamed (`size` bytes); the successful answer.
-    async fn send_stream<S>(
+    /// One request whose body is the blob, or the part of it `part` says, streamed; the
+    /// successful answer.
+    pub(super) async fn send_stream<S>(
         &self,
         repo: &Repo,
         method: Method,
         at: &str,
-        size: u64,
+        part: Part<'_>,
         stream: S,
     ) -> Result<reqwest::Response, ErrorKind>
     where
@@ -194,9 +173,13 @@ impl Registry {
         // A failure of the body itself is told apart from the network's: it is not retried.
         let body_failed: Arc<Mutex<Option<String>>> = Arc::default();
         let seen = body_failed.clone();
+        let counted = part.moved.clone();
         let stream = stream.map(move |item| {
-            if let Err(e) = &item {
-                *lock(&seen) = Some(e.to_string());
+            match &item {
+                Ok(chunk) => {
+                    counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => *lock(&seen) = Some(e.to_string()),
             }
             item
         });
@@ -205,8 +188,11 @@ impl Registry {
             .http
             .request(method, at)
             .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, size)
-            .body(reqwest::Body::wrap_stream(stream));
+            .header(CONTENT_LENGTH, part.len);
+        if let Some((first, last)) = part.range {
+            request = request.header(CONTENT_RANGE, format!("{first}-{last}"));
+        }
+        let mut request = request.body(reqwest::Body::wrap_stream(stream));
         if same_host(at, &repo.host)
             && let Some(h) = self.authorization(repo, true, false).await?
         {
@@ -231,8 +217,20 @@ impl Registry {
     }
 }
 
+/// What one request of a blob upload sends.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Part<'a> {
+    /// First and last byte, for a request that continues a session (`Content-Range`); `None`
+    /// for the whole blob.
+    pub range: Option<(u64, u64)>,
+    /// Bytes in the body.
+    pub len: u64,
+    /// Counts the bytes handed to the network.
+    pub moved: &'a Arc<AtomicU64>,
+}
+
 /// A session's location with `digest=` added: where the PUT that commits it goes.
-fn with_digest(location: &str, digest: &Digest) -> Result<String, ErrorKind> {
+pub(super) fn with_digest(location: &str, digest: &Digest) -> Result<String, ErrorKind> {
     let mut url = url::Url::parse(location)
         .map_err(|e| ErrorKind::Protocol(format!("upload location {location}: {e}")))?;
     url.query_pairs_mut()

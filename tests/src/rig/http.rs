@@ -26,10 +26,14 @@ pub struct Logged {
     pub method: String,
     /// The request target: path and query, e.g. `/v2/sensei/api/blobs/sha256:...`.
     pub path: String,
-    /// The status the client got (an injected fault's, or upstream's; 502 if upstream was down).
+    /// The status the client got (an injected fault's, or upstream's; 502 if upstream was down;
+    /// 0 if it got no answer: the fault proxy reset the connection).
     pub status: u16,
     /// The client's `Range` header, if any (to see resumed downloads).
     pub range: Option<String>,
+    /// Bytes of the request's body passed on to the registry (the fault proxy; 0 elsewhere):
+    /// all of it, a cut upload's first bytes, or none for an injected error.
+    pub body: u64,
     /// When it was answered (to see how long a client waited before trying again).
     pub at: std::time::Instant,
 }

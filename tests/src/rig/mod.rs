@@ -16,7 +16,7 @@ use std::net::TcpListener;
 
 pub use docker_config::{CredHelper, DockerConfig};
 pub use http::Logged;
-pub use proxy::{Failure, FaultProxy};
+pub use proxy::{Failure, FaultProxy, Injected, RandomFaults};
 pub use registry::{Registry, seed, seed_fixtures};
 pub use static_server::StaticServer;
 pub use tls::{TlsFiles, make_tls};

@@ -1,6 +1,9 @@
 //! A loopback HTTP/1.1 proxy in front of a plain registry that injects faults on demand: corrupt
-//! blobs, error statuses, connections cut mid-body. Tests point clients at it instead of the
-//! registry and read its request log to see what the client did.
+//! blobs, error statuses, downloads and uploads cut mid-body, and random faults from a seeded
+//! generator ([`chaos`]). Tests point clients at it instead of the registry and read its request
+//! log to see what the client did.
+
+mod chaos;
 
 use std::io::{self, BufReader, BufWriter, Cursor, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -12,6 +15,8 @@ use super::http::{
     read_head, request_framing, response_framing, serve_connection, write_response,
 };
 use super::registry::Registry;
+use chaos::{Action, Chaos, Cut};
+pub use chaos::{Injected, RandomFaults};
 
 /// Answer matching requests with an error status instead of forwarding them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +75,8 @@ struct Faults {
     corrupt: Vec<String>,
     /// (bytes of body to send, path substring): cut the next matching GET response.
     drops: Vec<(u64, String)>,
+    /// Uploads cut short and random faults.
+    chaos: Chaos,
 }
 
 #[derive(Debug)]
@@ -150,9 +157,34 @@ impl FaultProxy {
             .push((n_bytes, path_substring.to_string()));
     }
 
+    /// Reset the connection of the next `times` uploads (PATCH, PUT or POST) whose path contains
+    /// `path_substring` and whose body (of known length) is longer than `n_bytes`, once
+    /// `n_bytes` of the body have been passed on to the registry: the client gets no answer.
+    pub fn cut_upload_after(&self, n_bytes: u64, path_substring: &str, times: usize) {
+        lock(&self.shared.faults).chaos.cuts.push(Cut {
+            bytes: n_bytes,
+            path_substring: path_substring.to_string(),
+            times,
+        });
+    }
+
+    /// From now on, random faults on every request ([`RandomFaults`]); rules armed with
+    /// [`FaultProxy::fail`] and [`FaultProxy::cut_upload_after`] go first.
+    pub fn random_faults(&self, faults: RandomFaults) {
+        lock(&self.shared.faults).chaos.arm_random(faults);
+    }
+
+    /// The cuts and random faults injected so far (kept across [`FaultProxy::clear_faults`]).
+    pub fn injected(&self) -> Injected {
+        lock(&self.shared.faults).chaos.injected
+    }
+
     /// Disarm every fault.
     pub fn clear_faults(&self) {
-        *lock(&self.shared.faults) = Faults::default();
+        let mut faults = lock(&self.shared.faults);
+        let injected = faults.chaos.injected;
+        *faults = Faults::default();
+        faults.chaos.injected = injected;
     }
 
     /// Every request answered so far, in order.
@@ -193,12 +225,14 @@ fn serve_one(
     } = request;
     let framing = request_framing(&head)?;
     let range = head.header("range").map(str::to_string);
-    let log = |status: u16| {
+    // `body`: bytes of the request body passed on to the registry.
+    let log = |status: u16, body: u64| {
         shared.log.push(Logged {
             method: method.clone(),
             path: path.clone(),
             status,
             range: range.clone(),
+            body,
             at: std::time::Instant::now(),
         })
     };
@@ -231,7 +265,19 @@ fn serve_one(
             extra.push(("Retry-After".to_string(), secs.to_string()));
         }
         write_error(writer, f.status, extra, client_close)?;
-        log(f.status);
+        log(f.status, 0);
+        return Ok(!client_close);
+    }
+    let length = match framing {
+        Framing::Length(n) => Some(n),
+        Framing::None => Some(0),
+        Framing::Chunked | Framing::UntilClose => None,
+    };
+    let action = lock(&shared.faults).chaos.decide(&method, &path, length);
+    if let Action::Error(status) = action {
+        copy_framed(reader, &mut io::sink(), framing)?;
+        write_error(writer, status, Vec::new(), client_close)?;
+        log(status, 0);
         return Ok(!client_close);
     }
 
@@ -240,7 +286,7 @@ fn serve_one(
         Err(_) => {
             copy_framed(reader, &mut io::sink(), framing)?;
             write_error(writer, 502, Vec::new(), client_close)?;
-            log(502);
+            log(502, 0);
             return Ok(!client_close);
         }
     };
@@ -255,17 +301,29 @@ fn serve_one(
     for hop in ["keep-alive", "proxy-connection", "proxy-authorization"] {
         head.remove(hop);
     }
+    let mut forwarded = 0;
     let sent = (|| {
-        let mut up = BufWriter::with_capacity(64 * 1024, &upstream);
-        head.write_to(&mut up)?;
-        copy_framed(reader, &mut up, framing)?;
-        up.flush()
+        let mut up = Counting::new(BufWriter::with_capacity(64 * 1024, &upstream));
+        head.write_to(&mut up.inner)?;
+        match action {
+            Action::CutAfter(n) => copy_framed(reader, &mut up, Framing::Length(n))?,
+            _ => copy_framed(reader, &mut up, framing)?,
+        }
+        forwarded = up.count;
+        up.inner.flush()
     })();
+    if let Action::CutAfter(_) = action {
+        // The registry sees its request end early; the client, a connection reset without an
+        // answer (the rest of its body is never read).
+        let _ = upstream.shutdown(Shutdown::Both);
+        log(0, forwarded);
+        return Ok(false);
+    }
     if sent.is_err() {
         // Upstream died mid-request (a test killed the registry): the rest of the client's body
         // can't be drained sensibly, so answer and close.
         let _ = write_error(writer, 502, Vec::new(), true);
-        log(502);
+        log(502, forwarded);
         return Ok(false);
     }
 
@@ -273,7 +331,7 @@ fn serve_one(
     let resp = loop {
         let Ok(Some(r)) = read_head(&mut up_reader) else {
             let _ = write_error(writer, 502, Vec::new(), true);
-            log(502);
+            log(502, forwarded);
             return Ok(false);
         };
         match r.status()? {
@@ -281,6 +339,11 @@ fn serve_one(
             _ => break r,
         }
     };
+    if action == Action::LoseAnswer {
+        // The registry has done whatever the request asked; the client never hears of it.
+        log(0, forwarded);
+        return Ok(false);
+    }
     let status = resp.status()?;
     let resp_framing = response_framing(&method, status, &resp)?;
     let mut resp = resp;
@@ -331,7 +394,7 @@ fn serve_one(
     let mut out = BufWriter::with_capacity(64 * 1024, &*writer);
     resp.write_to(&mut out)?;
     let result = stream_body(&mut body, &mut out, len, &body_faults);
-    log(status);
+    log(status, forwarded);
     result?;
     out.flush()?;
     drop(out);
@@ -342,6 +405,30 @@ fn serve_one(
         let _ = writer.shutdown(Shutdown::Both);
     }
     Ok(keep)
+}
+
+/// A writer that counts the bytes through it.
+struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W> Counting<W> {
+    fn new(inner: W) -> Self {
+        Self { inner, count: 0 }
+    }
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// `true` if `path` is a blob request for `digest` (`/v2/NAME/blobs/DIGEST`, query ignored).

@@ -118,6 +118,7 @@ fn serve_one(
         path,
         status,
         range: None,
+        body: 0,
         at: std::time::Instant::now(),
     });
     Ok(!close)

@@ -7,7 +7,7 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 // Hostile bundles: rejected before a single write
 
-fn entries(b: &Built) -> Vec<Entry> {
+pub(super) fn entries(b: &Built) -> Vec<Entry> {
     craft::parse(&std::fs::read(&b.tar).unwrap()).unwrap()
 }
 
@@ -129,7 +129,7 @@ fn assert_nothing_committed(proxy: &FaultProxy, what: &str) {
 /// A bundle with a layer big enough to be streamed into an upload session while the bundle is
 /// still being verified (push stages blobs of 1 MiB and more), and long enough to verify that
 /// the session is open before verification reaches the end.
-fn with_big_layer() -> Built {
+pub(super) fn with_big_layer() -> Built {
     Built::with_options(&FixtureOptions {
         big_layer_bytes: 64 << 20,
         ..FixtureOptions::default()
@@ -137,7 +137,7 @@ fn with_big_layer() -> Built {
 }
 
 /// The digest (hex) of the bundle's biggest blob.
-fn biggest_blob(b: &Built) -> String {
+pub(super) fn biggest_blob(b: &Built) -> String {
     let e = entries(b);
     let big = e
         .iter()
@@ -265,7 +265,7 @@ fn rides_through_503s_on_uploads_manifests_and_checks() {
         assert!(
             err.contains(&format!("warning: registry {}: ", proxy.host()))
                 && err.contains("retrying in")
-                && err.contains("(attempt 2 of 6)"),
+                && err.contains("(attempt 2 of 12)"),
             "{err}"
         );
         // The manifest PUTs' 429s said `Retry-After: 2`: that wait is kept, not the backoff.
@@ -405,7 +405,7 @@ fn a_registry_killed_mid_push_is_ridden_through_and_an_interrupted_push_complete
 }
 
 /// Digests of the bundle's layers and configs: its blobs that are not manifests or indexes.
-fn blob_digests(b: &Built) -> BTreeSet<String> {
+pub(super) fn blob_digests(b: &Built) -> BTreeSet<String> {
     entries(b)
         .iter()
         .filter_map(|e| {
@@ -418,7 +418,7 @@ fn blob_digests(b: &Built) -> BTreeSet<String> {
 }
 
 /// Digests of the blobs the registry holds whole (its global blob store).
-fn stored_blobs(registry: &Registry) -> BTreeSet<String> {
+pub(super) fn stored_blobs(registry: &Registry) -> BTreeSet<String> {
     let root = registry
         .storage_dir()
         .join("docker/registry/v2/blobs/sha256");

@@ -23,6 +23,8 @@ use sensei_tests::fixtures::FixtureOptions;
 use sensei_tests::rig::{self, DockerConfig, Failure, FaultProxy, Registry, require};
 use sha2::{Digest as _, Sha256};
 
+/// Big blobs cut mid-upload again and again, and 300 images through random faults.
+mod chaos;
 /// Hostile bundles, staged uploads that must not be committed, and faults to ride through.
 mod faults;
 

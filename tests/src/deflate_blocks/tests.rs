@@ -281,7 +281,10 @@ fn outside_names_the_unwanted_parts_of_a_range() {
     assert!(w.outside(10..50, stored).is_empty());
     assert!(w.outside(20..20, stored).is_empty());
     assert_eq!(w.outside(5..55, stored), [5..10, 50..55]);
-    assert_eq!(w.outside(40..80, stored), vec![Range { start: 50, end: 70 }]);
+    assert_eq!(
+        w.outside(40..80, stored),
+        vec![Range { start: 50, end: 70 }]
+    );
     assert_eq!(
         w.outside(0..100, BlockKind::is_compressed),
         [10..50, 70..100]

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use crate::fixtures::{FixtureOptions, FixtureSet};
+use crate::rig::tools::missing_tool;
 use crate::scene::Scene;
 
 /// `target/<profile>/NAME`, built from the current sources by this test process's first call.
@@ -116,10 +117,15 @@ pub fn loader() -> Command {
     Command::new(binary("sensei-loader"))
 }
 
-/// Runs a command, returning its output; panics only if it could not start.
+/// Runs a command, returning its output; panics only if it could not start, naming the
+/// missing tool and how to get it when it is not installed.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output().unwrap_or_else(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            panic!("cannot run {cmd:?}: {}", missing_tool(cmd.get_program()))
+        }
+        panic!("cannot run {cmd:?}: {e}")
+    })
 }
 
 /// A command's stderr, as text.

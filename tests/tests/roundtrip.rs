@@ -105,9 +105,7 @@ fn single_image_view(extracted: &Path, descriptor: &serde_json::Value, into: &Pa
 
 #[test]
 fn skopeo_reads_every_image_with_the_same_digests() {
-    if Command::new("skopeo").arg("--version").output().is_err() {
-        panic!("skopeo is required (scripts/test.sh installs it)");
-    }
+    sensei_tests::rig::require("skopeo");
     let b = Built::new();
     let dir = b.path().join("x");
     extract(&b.tar, &dir);

@@ -277,11 +277,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.tar.gz");
         std::fs::write(&p, &a).unwrap();
+        // GNU tar is required, not optional: without it this test must fail, not pass unread.
         let out = std::process::Command::new("tar")
             .arg("-tvzf")
             .arg(&p)
             .output()
-            .unwrap();
+            .unwrap_or_else(|e| {
+                panic!("tar: {e}; GNU tar is needed: run scripts/setup.sh or `apt-get install tar`")
+            });
         assert!(
             out.status.success(),
             "{}",

@@ -1,22 +1,112 @@
-//! The built binaries, and a signed bundle built from fixtures, for tests that run the CLI.
+//! The binaries under test, built from the current sources, and a signed bundle built from
+//! fixtures, for tests that run the CLI.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use crate::fixtures::{FixtureOptions, FixtureSet};
+use crate::rig::tools::missing_tool;
 use crate::scene::Scene;
 
-/// `target/<profile>/NAME`, found from this test executable's location (`target/<profile>/deps/`).
+/// `target/<profile>/NAME`, built from the current sources by this test process's first call.
+///
+/// Why build rather than only check: a bare `cargo test` compiles the test binaries but not
+/// `sensei-bundler`/`sensei-loader`, so after a source change the tests ran the old binaries
+/// and passed or failed on code that was no longer there. A staleness check (source mtimes
+/// against the binary's) would need to know which files the binary was built from: a changed
+/// `#[cfg(test)]` file or dev-dependency rebuilds nothing, and such a check then fails forever
+/// with a `cargo build` that does nothing. Cargo already knows exactly what is stale, so this
+/// asks it, once per process (a `OnceLock`): when everything is built, as after
+/// `scripts/test.sh`'s own `cargo build --workspace`, that is a no-op of about 0.2 s. Test
+/// binaries running at the same time wait on cargo's build-directory lock, not on each other's
+/// results, and the selection (`-p sensei-bundler -p sensei-loader --bins`) resolves the same
+/// features as `--workspace`, so the two never rebuild each other's artifacts.
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = match BUILT.get_or_init(build_binaries) {
+        Ok(dir) => dir,
+        Err(e) => panic!("{e}"),
+    };
     let path = dir.join(name);
     assert!(
         path.is_file(),
-        "{} is not built: run `cargo build --workspace` first (scripts/test.sh does)",
+        "{} is not built, although cargo built the binaries: is {name} a binary of \
+         sensei-bundler or sensei-loader?",
         path.display()
     );
     path
+}
+
+/// Where cargo puts the binaries for the profile (and target) this test executable was built
+/// with, and the `cargo build` arguments that build them there.
+fn build_plan(exe: &Path) -> Result<(PathBuf, Vec<OsString>), String> {
+    // The test executable is `<target-dir>[/<triple>]/<profile>/deps/NAME-HASH`.
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| format!("{}: not under target/<profile>/deps", exe.display()))?;
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{}: no profile directory", exe.display()))?;
+    let mut args: Vec<OsString> = ["build", "--locked", "--bins", "-p", "sensei-bundler"]
+        .into_iter()
+        .chain(["-p", "sensei-loader", "--profile"])
+        .map(OsString::from)
+        .collect();
+    // Cargo's `dev` profile builds into `debug/`; every other profile into its own name.
+    args.push(if profile == "debug" { "dev" } else { profile }.into());
+    let above = profile_dir
+        .parent()
+        .ok_or_else(|| format!("{}: no target directory", exe.display()))?;
+    // Cargo marks its target directory's root with CACHEDIR.TAG; one level lower, the
+    // directory is a `--target` triple's.
+    let target_dir = if above.join("CACHEDIR.TAG").is_file() {
+        above
+    } else {
+        let triple = above.file_name().unwrap_or_default();
+        args.extend(["--target".into(), triple.to_owned()]);
+        above.parent().unwrap_or(above)
+    };
+    args.extend(["--target-dir".into(), target_dir.as_os_str().to_owned()]);
+    Ok((profile_dir.to_path_buf(), args))
+}
+
+/// Runs `cargo build` for the binaries once; returns their directory, or the error to show.
+fn build_binaries() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let (dir, args) = build_plan(&exe)?;
+    // The cargo running these tests (`CARGO`), so a toolchain override applies here too.
+    // `--locked`: the outer run already resolved Cargo.lock, and a test must never rewrite it.
+    // `CARGO_NET_OFFLINE` and the other CARGO_* settings come through the environment.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or_else(|| Path::new(".."));
+    let shown = format!(
+        "cd {} && {} {}",
+        root.display(),
+        Path::new(&cargo).display(),
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = Command::new(&cargo)
+        .args(&args)
+        .current_dir(root)
+        .output()
+        .map_err(|e| format!("cannot run `{shown}` to build the binaries under test: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{shown}` failed ({}), so the binaries under test may be stale:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(dir)
 }
 
 pub fn bundler() -> Command {
@@ -27,10 +117,15 @@ pub fn loader() -> Command {
     Command::new(binary("sensei-loader"))
 }
 
-/// Runs a command, returning its output; panics only if it could not start.
+/// Runs a command, returning its output; panics only if it could not start, naming the
+/// missing tool and how to get it when it is not installed.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output().unwrap_or_else(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            panic!("cannot run {cmd:?}: {}", missing_tool(cmd.get_program()))
+        }
+        panic!("cannot run {cmd:?}: {e}")
+    })
 }
 
 /// A command's stderr, as text.
@@ -153,5 +248,84 @@ impl Built {
 impl Default for Built {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(exe: &str) -> (PathBuf, Vec<String>) {
+        let (dir, args) = build_plan(Path::new(exe)).unwrap_or_else(|e| panic!("{e}"));
+        (
+            dir,
+            args.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn builds_with_the_profile_and_target_dir_of_the_test_executable() {
+        let (dir, args) = plan("/w/target/debug/deps/cli-0123");
+        assert_eq!(dir, Path::new("/w/target/debug"));
+        let args = args.join(" ");
+        assert!(args.starts_with("build --locked --bins -p sensei-bundler -p sensei-loader"));
+        assert!(args.contains("--profile dev"), "{args}");
+        let (dir, args) = plan("/w/out/release/deps/cli-0123");
+        assert_eq!(dir, Path::new("/w/out/release"));
+        assert!(args.join(" ").contains("--profile release"), "{args:?}");
+    }
+
+    #[test]
+    fn a_target_triple_directory_is_passed_as_target() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.path().join("CACHEDIR.TAG"), "").unwrap_or_else(|e| panic!("{e}"));
+        let exe = root
+            .path()
+            .join("x86_64-unknown-linux-gnu/debug/deps/cli-0123");
+        let (_, args) = plan(&exe.to_string_lossy());
+        let args = args.join(" ");
+        assert!(args.contains("--target x86_64-unknown-linux-gnu"), "{args}");
+        let want = format!("--target-dir {}", root.path().display());
+        assert!(args.ends_with(&want), "{args}");
+        // Without the marker one level up, the directory above the profile is the target dir.
+        let exe = root.path().join("debug/deps/cli-0123");
+        let (_, args) = plan(&exe.to_string_lossy());
+        assert!(!args.join(" ").contains("--target "), "{args:?}");
+    }
+
+    /// The binaries are never older than the sources they are built from: after this test
+    /// process's first `binary()`, the bundler is at least as new as every source of it.
+    #[test]
+    fn the_binaries_are_built_from_the_current_sources() {
+        let bundler = binary("sensei-bundler");
+        let built = std::fs::metadata(&bundler)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Cargo's dep-info beside the binary lists every source file it was built from.
+        let dep_info = std::fs::read_to_string(bundler.with_extension("d"))
+            .unwrap_or_else(|e| panic!("{}.d: {e}", bundler.display()));
+        let sources = dep_info
+            .split_once(':')
+            .map(|(_, deps)| deps)
+            .unwrap_or_default();
+        let mut checked = 0;
+        for src in sources.split_whitespace().filter(|s| s.ends_with(".rs")) {
+            let modified = std::fs::metadata(src).and_then(|m| m.modified());
+            if let Ok(modified) = modified {
+                checked += 1;
+                assert!(
+                    modified <= built,
+                    "{src} is newer than {}",
+                    bundler.display()
+                );
+            }
+        }
+        assert!(
+            checked > 10,
+            "only {checked} sources in {}.d",
+            bundler.display()
+        );
     }
 }

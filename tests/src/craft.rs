@@ -349,7 +349,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("t.tar");
         std::fs::write(&p, write(&[Entry::file("x/y.txt", b"hi".to_vec())])).expect("write");
-        let out = std::process::Command::new("tar")
+        let out = std::process::Command::new(crate::rig::require("tar"))
             .arg("-tvf")
             .arg(&p)
             .output()

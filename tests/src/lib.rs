@@ -3,6 +3,8 @@
 pub mod bins;
 pub mod charts;
 pub mod craft;
+pub mod deflate_blocks;
 pub mod fixtures;
+pub mod framing;
 pub mod rig;
 pub mod scene;

@@ -10,16 +10,30 @@ use crate::chart::package_dir;
 type TestResult = Result<(), Box<dyn Error>>;
 
 /// The real helm for tests: `$SENSEI_HELM`, else the rig's (`scripts/setup.sh` installs it
-/// under `.rig/bin`), else `helm` on PATH.
+/// under `$SENSEI_RIG/bin`, by default `.rig/bin`), else `helm` on PATH. Tests that need helm
+/// fail without it, naming the fix: a skip would pass without checking anything.
 pub(crate) fn helm() -> PathBuf {
     if let Some(path) = std::env::var_os(HELM_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    let rig = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.rig/bin/helm");
-    if rig.is_file() {
-        return rig;
+    let rig_bin = std::env::var_os("SENSEI_RIG")
+        .filter(|p| !p.is_empty())
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.rig"),
+            PathBuf::from,
+        )
+        .join("bin");
+    if rig_bin.join("helm").is_file() {
+        return rig_bin.join("helm");
     }
-    find_helm(None).unwrap_or_else(|e| panic!("these tests need the real helm: {e}"))
+    find_helm(None).unwrap_or_else(|e| {
+        panic!(
+            "helm not found ({e}). These tests need the real helm: run scripts/setup.sh, which \
+             installs it under {dir}, and put that directory on PATH (export PATH={dir}:$PATH), \
+             as scripts/test.sh does",
+            dir = rig_bin.display()
+        )
+    })
 }
 
 const RENDERED: &str = r#"---

@@ -21,7 +21,7 @@ pub use registry::{Registry, seed, seed_fixtures};
 pub use static_server::StaticServer;
 pub use tls::{TlsFiles, make_tls};
 pub use token::{TOKEN_ISSUER, TOKEN_SERVICE, TokenRequest, TokenServer};
-pub use tools::{helm, helm4, path_with, require, rig_dir};
+pub use tools::{helm, helm4, missing_tool, path_with, require, rig_dir};
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
 pub fn free_port() -> u16 {

@@ -40,13 +40,40 @@ pub fn require(tool: impl AsRef<Path>) -> PathBuf {
                 .find(|p| is_executable(p))
         })
     };
-    found.unwrap_or_else(|| {
-        panic!(
-            "{} not found: run scripts/setup.sh (the end-to-end tests need the real rig: \
-             docker-registry, skopeo, curl, openssl, htpasswd, helm, helm4)",
-            tool.display()
-        )
-    })
+    found.unwrap_or_else(|| panic!("{}", missing_tool(tool)))
+}
+
+/// What to say when `tool` (a name or a path) is missing: which tool, and how to get it.
+/// Tests that need a tool fail with this rather than skip, so a machine without the rig cannot
+/// pass them without checking anything.
+pub fn missing_tool(tool: impl AsRef<Path>) -> String {
+    let tool = tool.as_ref();
+    let name = tool.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    // Debian package for the tools scripts/setup.sh installs; base-system tools otherwise.
+    let package = match name {
+        "skopeo" | "docker-registry" | "openssl" | "curl" | "tar" | "gzip" | "hyperfine" => name,
+        "htpasswd" => "apache2-utils",
+        "mknod" | "mkfifo" | "id" => "coreutils",
+        "kill" => "procps",
+        "mount" | "umount" => "mount",
+        _ => "",
+    };
+    let how = match name {
+        "helm" | "helm4" => format!(
+            "run scripts/setup.sh, which installs helm and helm4 under {}, and put that \
+             directory on PATH (export PATH={}:$PATH), as scripts/test.sh does",
+            rig_dir().join("bin").display(),
+            rig_dir().join("bin").display()
+        ),
+        _ if !package.is_empty() => format!(
+            "run scripts/setup.sh (it installs the rig: docker-registry, skopeo, curl, openssl, \
+             htpasswd, tar, gzip, helm, helm4), or `apt-get install {package}`"
+        ),
+        _ => "run scripts/setup.sh (the end-to-end tests need the real rig: docker-registry, \
+              skopeo, curl, openssl, htpasswd, helm, helm4)"
+            .to_owned(),
+    };
+    format!("{} not found: {how}", tool.display())
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -63,4 +90,36 @@ pub fn path_with(dir: &Path) -> OsString {
         dirs.extend(env::split_paths(&path));
     }
     env::join_paths(dirs).unwrap_or_else(|e| panic!("cannot put {} on PATH: {e}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_is_named_with_the_way_to_get_it() {
+        let helm = missing_tool(rig_dir().join("bin/helm"));
+        assert!(helm.contains("helm not found"), "{helm}");
+        assert!(
+            helm.contains("scripts/setup.sh") && helm.contains("PATH="),
+            "{helm}"
+        );
+        let htpasswd = missing_tool("htpasswd");
+        assert!(htpasswd.starts_with("htpasswd not found"), "{htpasswd}");
+        assert!(
+            htpasswd.contains("apt-get install apache2-utils"),
+            "{htpasswd}"
+        );
+        assert!(missing_tool("tar").contains("apt-get install tar"));
+        let panicked = std::panic::catch_unwind(|| require("sensei-no-such-tool"));
+        let message = panicked
+            .err()
+            .and_then(|p| p.downcast::<String>().ok())
+            .map(|m| *m)
+            .unwrap_or_default();
+        assert!(
+            message.starts_with("sensei-no-such-tool not found: run scripts/setup.sh"),
+            "{message}"
+        );
+    }
 }

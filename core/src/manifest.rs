@@ -5,9 +5,10 @@
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::digest::Digest;
+use crate::time::{BundleTime, TimeError};
 
 pub const MANIFEST_FILE: &str = "bundle.json";
 pub const SIGNATURE_FILE: &str = "bundle.sig";
@@ -30,9 +31,14 @@ pub struct BundleManifest {
     pub media_type: String,
     pub name: String,
     pub version: semver::Version,
-    /// RFC 3339, UTC, whole seconds (deterministic: from `SOURCE_DATE_EPOCH` when set).
+    /// `YYYY-MM-DDTHH:MM:SSZ` ([`BundleTime`]; deterministic: from `SOURCE_DATE_EPOCH` when set).
     pub created: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The same form; omitted (never `null`) when the bundle never expires.
+    #[serde(
+        default,
+        deserialize_with = "non_null::expires",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expires: Option<String>,
     pub compat: Compat,
     pub images: Vec<ImageEntry>,
@@ -60,10 +66,18 @@ pub struct ImageEntry {
     pub platforms: Vec<String>,
     /// Set when a platform filter kept a subset of a multi-arch index: the digest of the source
     /// index (the bundle then holds a new index listing only the kept platforms).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "non_null::filtered_from",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub filtered_from: Option<Digest>,
     /// Where the bytes came from (registry reference or local layout), for the report.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "non_null::image_source",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source: Option<String>,
 }
 
@@ -90,7 +104,11 @@ pub struct ChartEntry {
     pub reference: String,
     /// Digest of the chart's OCI manifest.
     pub digest: Digest,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "non_null::chart_source",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source: Option<String>,
 }
 
@@ -138,8 +156,11 @@ pub enum ManifestError {
         reference: String,
         digest: Digest,
     },
-    #[error("bundle.json: created/expires {0:?} is not an RFC 3339 time")]
-    BadTime(String),
+    #[error("bundle.json: {field} {source}")]
+    BadTime {
+        field: &'static str,
+        source: TimeError,
+    },
     #[error("bundle.json must list {0}")]
     MissingRequired(&'static str),
 }
@@ -174,9 +195,8 @@ impl BundleManifest {
         if self.files.len() > MAX_FILES {
             return Err(ManifestError::TooManyFiles(self.files.len()));
         }
-        for t in std::iter::once(&self.created).chain(self.expires.iter()) {
-            parse_time(t)?;
-        }
+        self.created_at()?;
+        self.expires_at()?;
         let mut seen = HashSet::with_capacity(self.files.len());
         for f in &self.files {
             check_path(&f.path)?;
@@ -231,12 +251,15 @@ impl BundleManifest {
         Ok(())
     }
 
-    pub fn created_at(&self) -> Result<jiff::Timestamp, ManifestError> {
-        parse_time(&self.created)
+    pub fn created_at(&self) -> Result<BundleTime, ManifestError> {
+        parse_time("created", &self.created)
     }
 
-    pub fn expires_at(&self) -> Result<Option<jiff::Timestamp>, ManifestError> {
-        self.expires.as_deref().map(parse_time).transpose()
+    pub fn expires_at(&self) -> Result<Option<BundleTime>, ManifestError> {
+        self.expires
+            .as_deref()
+            .map(|t| parse_time("expires", t))
+            .transpose()
     }
 
     /// Total bytes of the listed files.
@@ -245,11 +268,42 @@ impl BundleManifest {
     }
 }
 
-fn parse_time(s: &str) -> Result<jiff::Timestamp, ManifestError> {
-    s.parse().map_err(|_| ManifestError::BadTime(s.to_owned()))
+/// `created` and `expires` have one form only (FORMAT.md §4.2), the one the writer emits.
+fn parse_time(field: &'static str, text: &str) -> Result<BundleTime, ManifestError> {
+    BundleTime::parse(text).map_err(|source| ManifestError::BadTime { field, source })
 }
 
-/// Formats a timestamp the way `bundle.json` stores it: RFC 3339, UTC, whole seconds.
+/// Optional fields of `bundle.json` are omitted when absent, never `null` (FORMAT.md §4.1):
+/// serde alone reads `null` as absent, a second spelling of one document that nothing needs.
+mod non_null {
+    use super::{Deserializer, Digest};
+    use crate::json::present;
+
+    pub(super) fn expires<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        present(d, "expires")
+    }
+
+    pub(super) fn filtered_from<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Digest>, D::Error> {
+        present(d, "images[].filteredFrom")
+    }
+
+    pub(super) fn image_source<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        present(d, "images[].source")
+    }
+
+    pub(super) fn chart_source<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        present(d, "charts[].source")
+    }
+}
+
+/// Formats a clock reading for messages and the loader's records: RFC 3339, UTC, whole seconds.
+/// (`bundle.json` itself holds [`BundleTime`]'s form, which the writer checks is in range.)
 pub fn format_time(t: jiff::Timestamp) -> String {
     // Whole seconds keep the text independent of sub-second clock noise.
     jiff::Timestamp::from_second(t.as_second())
@@ -384,6 +438,144 @@ mod tests {
         v["surprise"] = 1.into();
         let err = BundleManifest::from_slice(&serde_json::to_vec(&v).unwrap()).unwrap_err();
         assert!(err.to_string().contains("surprise"), "{err}");
+    }
+
+    #[test]
+    fn optional_fields_are_omitted_never_null() {
+        let mut m = sample();
+        m.expires = Some("2027-01-01T00:00:00Z".into());
+        m.images[0].filtered_from = Some(Digest::of(b"published index"));
+        m.images[0].source = Some("oci-layout:/build/oci:a:1".into());
+        m.charts.push(ChartEntry {
+            name: "demo".into(),
+            version: "1.2.0".parse().unwrap(),
+            reference: "charts/demo:1.2.0".into(),
+            digest: m.images[0].digest,
+            source: Some("./charts/demo".into()),
+        });
+        let full: serde_json::Value = serde_json::from_slice(&m.to_bytes()).unwrap();
+        assert_eq!(
+            BundleManifest::from_slice(&serde_json::to_vec(&full).unwrap()).unwrap(),
+            m
+        );
+        for (pointer, field) in [
+            ("/expires", "expires"),
+            ("/images/0/filteredFrom", "images[].filteredFrom"),
+            ("/images/0/source", "images[].source"),
+            ("/charts/0/source", "charts[].source"),
+        ] {
+            let mut v = full.clone();
+            *v.pointer_mut(pointer).unwrap() = serde_json::Value::Null;
+            let err = BundleManifest::from_slice(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+            assert!(
+                matches!(&err, ManifestError::Json(msg) if msg.contains(&format!("{field} is null"))),
+                "{pointer}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn times_have_the_form_the_writer_emits_and_no_other() {
+        for (field, created, expires) in [
+            ("created", "2026-01-01 00:00:00Z", None),
+            ("created", "2026-01-01T00:00Z", None),
+            ("created", "2016-12-31T23:59:60Z", None),
+            (
+                "expires",
+                "2026-01-01T00:00:00Z",
+                Some("2027-01-01T00:00:00+00:00"),
+            ),
+            (
+                "expires",
+                "2026-01-01T00:00:00Z",
+                Some("2027-01-01T00:00:00.5Z"),
+            ),
+        ] {
+            let mut m = sample();
+            m.created = created.into();
+            m.expires = expires.map(Into::into);
+            let err = m.check().unwrap_err();
+            assert!(
+                matches!(err, ManifestError::BadTime { field: f, .. } if f == field),
+                "{created} {expires:?}: {err}"
+            );
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("bundle.json: {field} \"")),
+                "{err}"
+            );
+        }
+        let mut m = sample();
+        m.expires = Some("9999-12-31T23:59:59Z".into());
+        m.check().unwrap();
+        assert_eq!(
+            m.expires_at().unwrap().unwrap().as_second(),
+            crate::time::MAX_SECOND
+        );
+    }
+
+    #[test]
+    fn versions_are_semver_2_with_u64_numbers() {
+        // FORMAT.md §4.3 rule 4, case by case: the bundle's and each chart's version.
+        let good = [
+            "0.0.0",
+            "1.2.0-rc.1",
+            "1.2.3-0",
+            "1.2.3-0a",
+            "1.2.3-a-b.c--d",
+            "1.2.3-99999999999999999999999",
+            "1.2.3+001",
+            "1.2.3-rc.1+build.5",
+            "18446744073709551615.0.0",
+        ];
+        let bad = [
+            "1.2",
+            "v1.2.3",
+            "=1.2.3",
+            " 1.2.3",
+            "1.2.3 ",
+            "01.2.3",
+            "1.02.3",
+            "1.2.3-01",
+            "1.2.3-a.01",
+            "1.2.3-",
+            "1.2.3+",
+            "1.2.3-a..b",
+            "1.2.3-a_b",
+            "1.2.3-ä",
+            "1.2.3-a+b+c",
+            "18446744073709551616.0.0",
+        ];
+        let mut m = sample();
+        m.charts.push(ChartEntry {
+            name: "demo".into(),
+            version: "1.0.0".parse().unwrap(),
+            reference: "charts/demo:1.0.0".into(),
+            digest: m.images[0].digest,
+            source: None,
+        });
+        let doc: serde_json::Value = serde_json::from_slice(&m.to_bytes()).unwrap();
+        for pointer in ["/version", "/charts/0/version"] {
+            let with = |version: &str| {
+                let mut v = doc.clone();
+                *v.pointer_mut(pointer).unwrap() = version.into();
+                BundleManifest::from_slice(&serde_json::to_vec(&v).unwrap())
+            };
+            for version in good {
+                let parsed = with(version).unwrap_or_else(|e| panic!("{version}: {e}"));
+                let kept = match pointer {
+                    "/version" => parsed.version,
+                    _ => parsed.charts[0].version.clone(),
+                };
+                assert_eq!(kept.to_string(), version);
+            }
+            for version in bad {
+                assert!(
+                    matches!(with(version), Err(ManifestError::Json(_))),
+                    "{pointer} {version:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl RawHead {
         }
         let manifest = BundleManifest::from_slice(&self.manifest_bytes)?;
         if let Some(expires) = manifest.expires_at()?
-            && expires <= policy.now
+            && expires.is_reached_at(policy.now)
         {
             return Err(Rejection::Expired {
                 expires: expires.to_string(),

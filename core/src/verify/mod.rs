@@ -19,6 +19,7 @@
 mod directory;
 mod file_check;
 mod head;
+mod index;
 mod rejection;
 mod report;
 
@@ -28,6 +29,7 @@ use std::io::Read;
 pub use directory::verify_directory;
 use file_check::FileChecks;
 pub use head::{Head, read_head};
+pub use index::check_index;
 pub use rejection::{Rejection, VerifyError};
 pub use report::Report;
 
@@ -38,7 +40,6 @@ use crate::manifest::{
     BundleManifest, FileEntry, MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_FILE, check_path,
     file_mode,
 };
-use crate::oci::Index;
 use crate::progress::Reporter;
 use crate::signature::{
     MAX_SIGNATURE_FILE_BYTES, SignatureCheck, SignatureEntry, SignatureSource, SignatureStatus,
@@ -395,36 +396,4 @@ fn finish_dir(signed: Signed, policy: &Policy) -> Verified {
         manifest_bytes: signed.manifest_bytes,
         report,
     }
-}
-
-/// Step 8: every image and chart in `bundle.json` is named in `index.json` with its digest.
-pub fn check_index(manifest: &BundleManifest, index_json: &[u8]) -> Result<(), Rejection> {
-    let index: Index = serde_json::from_slice(index_json)
-        .map_err(|e| Rejection::Inconsistent(format!("index.json is not an OCI index: {e}")))?;
-    let named: HashMap<&str, &crate::digest::Digest> = index
-        .manifests
-        .iter()
-        .filter_map(|d| d.ref_name().map(|r| (r, &d.digest)))
-        .collect();
-    let wanted = manifest
-        .images
-        .iter()
-        .map(|i| (&i.reference, &i.digest))
-        .chain(manifest.charts.iter().map(|c| (&c.reference, &c.digest)));
-    for (reference, digest) in wanted {
-        match named.get(reference.as_str()) {
-            Some(d) if *d == digest => {}
-            Some(d) => {
-                return Err(Rejection::Inconsistent(format!(
-                    "{reference} is {d} in index.json but {digest} in bundle.json"
-                )));
-            }
-            None => {
-                return Err(Rejection::Inconsistent(format!(
-                    "{reference} is missing from index.json"
-                )));
-            }
-        }
-    }
-    Ok(())
 }

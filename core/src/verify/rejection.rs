@@ -95,6 +95,8 @@ pub enum Rejection {
     Archive(ArchiveError),
     #[error("index.json does not match bundle.json: {0}")]
     Inconsistent(String),
+    #[error("index.json is not an OCI index as format v1 reads it (FORMAT.md §8 step 8): {0}")]
+    BadIndex(String),
 }
 
 /// A verification that could not finish: the bundle was rejected, or the machine failed.

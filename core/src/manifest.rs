@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::digest::Digest;
+use crate::json::Step;
 use crate::time::{BundleTime, TimeError};
 
 pub const MANIFEST_FILE: &str = "bundle.json";
@@ -22,6 +23,15 @@ pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 pub const MAX_FILES: usize = 1_000_000;
 /// Longest path of a file inside a bundle (fits a ustar name field without the prefix).
 pub const MAX_PATH_BYTES: usize = 100;
+
+/// Where `bundle.json`'s types read a struct, which must be a JSON object there.
+const OBJECTS: &[&[Step]] = &[
+    &[],
+    &[Step::Key("compat")],
+    &[Step::Key("images"), Step::Each],
+    &[Step::Key("charts"), Step::Each],
+    &[Step::Key("files"), Step::Each],
+];
 
 /// The bundle manifest, `bundle.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +178,10 @@ pub enum ManifestError {
 impl BundleManifest {
     /// Parses and checks structure. Callers check the signature over `bytes` before calling this.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ManifestError> {
+        // Typed fields already refuse a repeated key; this also refuses an array read as a
+        // struct (FORMAT.md §4.1: objects only).
+        crate::json::check_document(bytes, OBJECTS)
+            .map_err(|e| ManifestError::Json(e.to_string()))?;
         let m: BundleManifest =
             serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
         m.check()?;
@@ -575,6 +589,30 @@ mod tests {
                     "{pointer} {version:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn structs_are_objects_never_positional_arrays() {
+        // serde reads `[path, size, sha256]` as a FileEntry: a second spelling of one manifest.
+        let full: serde_json::Value = serde_json::from_slice(&sample().to_bytes()).unwrap();
+        let file = &full["files"][0];
+        for (pointer, positional, name) in [
+            (
+                "/files/0",
+                serde_json::json!([file["path"], file["size"], file["sha256"]]),
+                "files[0]",
+            ),
+            ("/compat", serde_json::json!([">=1.1.0, <1.3.0"]), "compat"),
+        ] {
+            let mut v = full.clone();
+            *v.pointer_mut(pointer).unwrap() = positional;
+            let err = BundleManifest::from_slice(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("{name} must be a JSON object, not an array")),
+                "{err}"
+            );
         }
     }
 

@@ -10,9 +10,16 @@ use serde::{Deserialize, Deserializer};
 
 use super::Rejection;
 use crate::digest::Digest;
-use crate::json::{check_unique_keys, present};
+use crate::json::{Step, check_document, present};
 use crate::manifest::BundleManifest;
 use crate::oci::REF_NAME_ANNOTATION;
+
+/// Where `index.json`'s types read a struct, which must be a JSON object there.
+const OBJECTS: &[&[Step]] = &[
+    &[],
+    &[Step::Key("manifests"), Step::Each],
+    &[Step::Key("manifests"), Step::Each, Step::Key("platform")],
+];
 
 /// `index.json` as the verifier types it. Members not named here may hold any JSON value.
 #[derive(Deserialize)]
@@ -93,7 +100,7 @@ optional!(
 /// with its digest.
 pub fn check_index(manifest: &BundleManifest, index_json: &[u8]) -> Result<(), Rejection> {
     let bad = |e: serde_json::Error| Rejection::BadIndex(e.to_string());
-    check_unique_keys(index_json).map_err(bad)?;
+    check_document(index_json, OBJECTS).map_err(bad)?;
     let index: LayoutIndex = serde_json::from_slice(index_json).map_err(bad)?;
     // A ref name given twice: the last wins (FORMAT.md §8 step 3; writers never repeat one).
     let named: HashMap<&str, &Digest> = index

@@ -102,6 +102,30 @@ fn a_key_given_twice_is_refused_wherever_it_is() {
 }
 
 #[test]
+fn descriptors_and_platforms_are_objects_never_positional_arrays() {
+    let digest = Digest::of(b"manifest").to_string();
+    let mut v = index();
+    // serde alone reads `[mediaType, digest, size, annotations]` as the same descriptor.
+    v["manifests"][0] = json!([
+        crate::oci::OCI_MANIFEST,
+        digest,
+        1,
+        {REF_NAME_ANNOTATION: "r.example/a:1"}
+    ]);
+    refused(
+        check_value(&v),
+        "manifests[0] must be a JSON object, not an array",
+    );
+    let mut v = index();
+    v["manifests"][0]["platform"] = json!(["amd64", "linux"]);
+    refused(
+        check_value(&v),
+        "manifests[0].platform must be a JSON object",
+    );
+    refused(check("[2, null, []]"), "the document must be a JSON object");
+}
+
+#[test]
 fn typed_members_have_their_type_and_are_never_null() {
     let cases: [(&str, Value, &str); 14] = [
         ("/schemaVersion", json!("2"), "invalid type"),

@@ -593,6 +593,20 @@ mod tests {
     }
 
     #[test]
+    fn a_key_twice_is_refused_at_any_depth() {
+        let text = String::from_utf8(sample().to_bytes()).unwrap();
+        for (from, to) in [
+            ("\"name\": \"demo\",", "\"name\": \"demo\",\n  \"name\": \"other\","),
+            ("\"size\": 1,", "\"size\": 1,\n      \"size\": 1,"),
+        ] {
+            let doubled = text.replacen(from, to, 1);
+            assert_ne!(doubled, text);
+            let err = BundleManifest::from_slice(doubled.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("appears twice"), "{err}");
+        }
+    }
+
+    #[test]
     fn structs_are_objects_never_positional_arrays() {
         // serde reads `[path, size, sha256]` as a FileEntry: a second spelling of one manifest.
         let full: serde_json::Value = serde_json::from_slice(&sample().to_bytes()).unwrap();

@@ -596,7 +596,10 @@ mod tests {
     fn a_key_twice_is_refused_at_any_depth() {
         let text = String::from_utf8(sample().to_bytes()).unwrap();
         for (from, to) in [
-            ("\"name\": \"demo\",", "\"name\": \"demo\",\n  \"name\": \"other\","),
+            (
+                "\"name\": \"demo\",",
+                "\"name\": \"demo\",\n  \"name\": \"other\",",
+            ),
             ("\"size\": 1,", "\"size\": 1,\n      \"size\": 1,"),
         ] {
             let doubled = text.replacen(from, to, 1);

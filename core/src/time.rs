@@ -54,7 +54,9 @@ impl BundleTime {
         if (MIN_SECOND..=MAX_SECOND).contains(&second) {
             Ok(Self(second))
         } else {
-            Err(TimeError::Range(format!("{second} seconds after 1970")))
+            Err(TimeError::Range(format!(
+                "{second} (seconds since 1970-01-01T00:00:00Z)"
+            )))
         }
     }
 

@@ -77,7 +77,7 @@ impl Expiry {
                 .and_then(|second| BundleTime::from_second(second).ok())
                 .ok_or_else(|| {
                     format!(
-                        "expires: {self} after the bundle's creation ({created}) would pass \
+                        "{self} after the bundle's creation ({created}) would pass \
                          {LAST}, the last time a bundle can hold: give a shorter duration, or \
                          leave expires out for a bundle that never expires"
                     )

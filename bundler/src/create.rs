@@ -10,7 +10,7 @@ use sensei_core::archive::{OutputCompression, TarWriter};
 use sensei_core::digest::{Digest, Hasher};
 use sensei_core::manifest::{
     BundleManifest, Compat, FileEntry, LOAD_SCRIPT_FILE, MANIFEST_FILE, MEDIA_TYPE, SCHEMA_VERSION,
-    SIGNATURE_FILE, file_mode, format_time,
+    SIGNATURE_FILE, file_mode,
 };
 use sensei_core::oci::{INDEX_FILE, OCI_INDEX, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE};
 use sensei_core::outfile::TempFile;
@@ -115,8 +115,8 @@ pub(crate) fn manifest_bytes(
         media_type: MEDIA_TYPE.to_owned(),
         name: plan.name.clone(),
         version: plan.version.clone(),
-        created: format_time(plan.created),
-        expires: plan.expires.map(format_time),
+        created: plan.created.to_string(),
+        expires: plan.expires.map(|e| e.to_string()),
         compat: Compat {
             upgrade_from: plan.compat.as_str().to_owned(),
         },
@@ -336,9 +336,9 @@ pub fn render_plan(plan: &Plan) -> String {
         "plan for {} {} (nothing written: --dry-run)",
         plan.name, plan.version
     );
-    let _ = writeln!(s, "  created       {}", format_time(plan.created));
+    let _ = writeln!(s, "  created       {}", plan.created);
     if let Some(e) = plan.expires {
-        let _ = writeln!(s, "  expires       {}", format_time(e));
+        let _ = writeln!(s, "  expires       {e}");
     }
     let _ = writeln!(s, "  upgrade from  {}", plan.compat.as_str());
     let _ = writeln!(s, "images ({}):", plan.images.len());

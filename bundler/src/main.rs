@@ -13,6 +13,7 @@ use sensei_cli::exit::fail;
 use sensei_cli::{ExitCode, Interrupts, Printer, args};
 use sensei_core::outfile::{self, CheckedOutput, Input, Replace, check_output};
 use sensei_core::spec::{BundleSpec, ChartSource, ImageSource, Platform};
+use sensei_core::time::{BundleTime, MAX_SECOND};
 use sensei_registry::{ClientSettings, CredentialSource, Registry, RetryNotice, RetryPolicy};
 use tokio::runtime::Runtime;
 
@@ -248,16 +249,19 @@ fn run(cli: Cli) -> Result<(), (ExitCode, anyhow::Error)> {
 }
 
 /// `SOURCE_DATE_EPOCH` (reproducible builds), or now.
-fn created_time() -> anyhow::Result<Option<jiff::Timestamp>> {
+fn created_time() -> anyhow::Result<Option<BundleTime>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) if !s.trim().is_empty() => {
             let secs: i64 = s
                 .trim()
                 .parse()
                 .with_context(|| format!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds"))?;
-            Ok(Some(jiff::Timestamp::from_second(secs).with_context(
-                || format!("SOURCE_DATE_EPOCH={s} is out of range"),
-            )?))
+            Ok(Some(BundleTime::from_second(secs).with_context(|| {
+                format!(
+                    "SOURCE_DATE_EPOCH={s} is out of range: bundle.json holds times from 0 \
+                     (1970-01-01T00:00:00Z) to {MAX_SECOND} (9999-12-31T23:59:59Z)"
+                )
+            })?))
         }
         _ => Ok(None),
     }

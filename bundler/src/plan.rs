@@ -8,9 +8,10 @@ use std::sync::Arc;
 use futures_util::{StreamExt, TryStreamExt};
 use sensei_core::compat::CompatRule;
 use sensei_core::digest::Digest;
-use sensei_core::manifest::{ChartEntry, ImageEntry, format_time};
+use sensei_core::manifest::{ChartEntry, ImageEntry};
 use sensei_core::oci::{self, Descriptor, REF_NAME_ANNOTATION};
-use sensei_core::spec::{BundleSpec, ChartSource, ImageRef, ImageSource, Platform};
+use sensei_core::spec::{BundleSpec, ChartSource, ImageRef, ImageSource, Platform, SpecError};
+use sensei_core::time::BundleTime;
 use sensei_registry::Registry;
 use serde::Serialize;
 
@@ -60,8 +61,8 @@ pub struct PlannedBlob {
 pub struct Plan {
     pub name: String,
     pub version: semver::Version,
-    pub created: jiff::Timestamp,
-    pub expires: Option<jiff::Timestamp>,
+    pub created: BundleTime,
+    pub expires: Option<BundleTime>,
     pub compat: CompatRule,
     pub images: Vec<ImageEntry>,
     pub charts: Vec<ChartEntry>,
@@ -78,7 +79,8 @@ pub struct PlanOptions {
     pub version: Option<semver::Version>,
     /// Overrides the spec's `platforms` when not empty.
     pub platforms: Vec<Platform>,
-    pub created: Option<jiff::Timestamp>,
+    /// `SOURCE_DATE_EPOCH`, already a time `bundle.json` can hold; else now.
+    pub created: Option<BundleTime>,
 }
 
 impl Plan {
@@ -150,9 +152,27 @@ pub async fn plan(
         .ok_or_else(|| InputError::NoVersion {
             spec: spec_path.to_owned(),
         })?;
-    let created = opts.created.unwrap_or_else(jiff::Timestamp::now);
-    let created = jiff::Timestamp::from_second(created.as_second())
-        .map_err(|e| InputError::Other(e.to_string()))?;
+    // Only times bundle.json can hold (FORMAT.md §4.2): a clock before 1970 is refused here.
+    let created = match opts.created {
+        Some(created) => created,
+        None => BundleTime::from_timestamp(jiff::Timestamp::now()).map_err(|e| {
+            InputError::Other(format!(
+                "the clock reads a time a bundle cannot hold ({e}): set the clock, or set \
+                 SOURCE_DATE_EPOCH"
+            ))
+        })?,
+    };
+    let expires = spec
+        .expires
+        .as_ref()
+        .map(|e| e.resolve(created))
+        .transpose()
+        .map_err(|message| SpecError::Invalid {
+            path: spec_path.to_owned(),
+            key: "expires".into(),
+            message,
+        })
+        .map_err(InputError::from)?;
     let platforms = if opts.platforms.is_empty() {
         spec.platforms.clone()
     } else {
@@ -163,7 +183,7 @@ pub async fn plan(
         compat: spec.compat_rule_for(&version),
         version,
         created,
-        expires: spec.expires.as_ref().map(|e| e.resolve(created)),
+        expires,
         images: vec![],
         charts: vec![],
         index: vec![],
@@ -355,7 +375,7 @@ async fn resolve_image(
 /// A chart from wherever the spec says, packaged, with where it came from.
 async fn fetch_chart(
     source: &ChartSource,
-    created: jiff::Timestamp,
+    created: BundleTime,
     env: &PlanEnv<'_>,
 ) -> Result<(PackagedChart, String), BundleError> {
     match source {
@@ -511,8 +531,8 @@ impl Plan {
         PlanSummary {
             name: &self.name,
             version: self.version.to_string(),
-            created: format_time(self.created),
-            expires: self.expires.map(format_time),
+            created: self.created.to_string(),
+            expires: self.expires.map(|e| e.to_string()),
             upgrade_from: self.compat.as_str(),
             images: &self.images,
             image_bytes: &self.image_bytes,

@@ -7,10 +7,12 @@
 pub mod archive;
 pub mod compat;
 pub mod digest;
+pub mod json;
 pub mod manifest;
 pub mod oci;
 pub mod outfile;
 pub mod progress;
 pub mod signature;
 pub mod spec;
+pub mod time;
 pub mod verify;

@@ -5,9 +5,11 @@
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::digest::Digest;
+use crate::json::Step;
+use crate::time::{BundleTime, TimeError};
 
 pub const MANIFEST_FILE: &str = "bundle.json";
 pub const SIGNATURE_FILE: &str = "bundle.sig";
@@ -22,6 +24,15 @@ pub const MAX_FILES: usize = 1_000_000;
 /// Longest path of a file inside a bundle (fits a ustar name field without the prefix).
 pub const MAX_PATH_BYTES: usize = 100;
 
+/// Where `bundle.json`'s types read a struct, which must be a JSON object there.
+const OBJECTS: &[&[Step]] = &[
+    &[],
+    &[Step::Key("compat")],
+    &[Step::Key("images"), Step::Each],
+    &[Step::Key("charts"), Step::Each],
+    &[Step::Key("files"), Step::Each],
+];
+
 /// The bundle manifest, `bundle.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -30,9 +41,14 @@ pub struct BundleManifest {
     pub media_type: String,
     pub name: String,
     pub version: semver::Version,
-    /// RFC 3339, UTC, whole seconds (deterministic: from `SOURCE_DATE_EPOCH` when set).
+    /// `YYYY-MM-DDTHH:MM:SSZ` ([`BundleTime`]; deterministic: from `SOURCE_DATE_EPOCH` when set).
     pub created: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The same form; omitted (never `null`) when the bundle never expires.
+    #[serde(
+        default,
+        deserialize_with = "non_null::expires",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expires: Option<String>,
     pub compat: Compat,
     pub images: Vec<ImageEntry>,
@@ -60,10 +76,18 @@ pub struct ImageEntry {
     pub platforms: Vec<String>,
     /// Set when a platform filter kept a subset of a multi-arch index: the digest of the source
     /// index (the bundle then holds a new index listing only the kept platforms).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "non_null::filtered_from",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub filtered_from: Option<Digest>,
     /// Where the bytes came from (registry reference or local layout), for the report.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "non_null::image_source",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source: Option<String>,
 }
 
@@ -90,7 +114,11 @@ pub struct ChartEntry {
     pub reference: String,
     /// Digest of the chart's OCI manifest.
     pub digest: Digest,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "non_null::chart_source",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source: Option<String>,
 }
 
@@ -138,8 +166,11 @@ pub enum ManifestError {
         reference: String,
         digest: Digest,
     },
-    #[error("bundle.json: created/expires {0:?} is not an RFC 3339 time")]
-    BadTime(String),
+    #[error("bundle.json: {field} {source}")]
+    BadTime {
+        field: &'static str,
+        source: TimeError,
+    },
     #[error("bundle.json must list {0}")]
     MissingRequired(&'static str),
 }
@@ -147,6 +178,10 @@ pub enum ManifestError {
 impl BundleManifest {
     /// Parses and checks structure. Callers check the signature over `bytes` before calling this.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ManifestError> {
+        // Typed fields already refuse a repeated key; this also refuses an array read as a
+        // struct (FORMAT.md §4.1: objects only).
+        crate::json::check_document(bytes, OBJECTS)
+            .map_err(|e| ManifestError::Json(e.to_string()))?;
         let m: BundleManifest =
             serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
         m.check()?;
@@ -174,9 +209,8 @@ impl BundleManifest {
         if self.files.len() > MAX_FILES {
             return Err(ManifestError::TooManyFiles(self.files.len()));
         }
-        for t in std::iter::once(&self.created).chain(self.expires.iter()) {
-            parse_time(t)?;
-        }
+        self.created_at()?;
+        self.expires_at()?;
         let mut seen = HashSet::with_capacity(self.files.len());
         for f in &self.files {
             check_path(&f.path)?;
@@ -231,12 +265,15 @@ impl BundleManifest {
         Ok(())
     }
 
-    pub fn created_at(&self) -> Result<jiff::Timestamp, ManifestError> {
-        parse_time(&self.created)
+    pub fn created_at(&self) -> Result<BundleTime, ManifestError> {
+        parse_time("created", &self.created)
     }
 
-    pub fn expires_at(&self) -> Result<Option<jiff::Timestamp>, ManifestError> {
-        self.expires.as_deref().map(parse_time).transpose()
+    pub fn expires_at(&self) -> Result<Option<BundleTime>, ManifestError> {
+        self.expires
+            .as_deref()
+            .map(|t| parse_time("expires", t))
+            .transpose()
     }
 
     /// Total bytes of the listed files.
@@ -245,11 +282,42 @@ impl BundleManifest {
     }
 }
 
-fn parse_time(s: &str) -> Result<jiff::Timestamp, ManifestError> {
-    s.parse().map_err(|_| ManifestError::BadTime(s.to_owned()))
+/// `created` and `expires` have one form only (FORMAT.md §4.2), the one the writer emits.
+fn parse_time(field: &'static str, text: &str) -> Result<BundleTime, ManifestError> {
+    BundleTime::parse(text).map_err(|source| ManifestError::BadTime { field, source })
 }
 
-/// Formats a timestamp the way `bundle.json` stores it: RFC 3339, UTC, whole seconds.
+/// Optional fields of `bundle.json` are omitted when absent, never `null` (FORMAT.md §4.1):
+/// serde alone reads `null` as absent, a second spelling of one document that nothing needs.
+mod non_null {
+    use super::{Deserializer, Digest};
+    use crate::json::present;
+
+    pub(super) fn expires<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        present(d, "expires")
+    }
+
+    pub(super) fn filtered_from<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Digest>, D::Error> {
+        present(d, "images[].filteredFrom")
+    }
+
+    pub(super) fn image_source<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        present(d, "images[].source")
+    }
+
+    pub(super) fn chart_source<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        present(d, "charts[].source")
+    }
+}
+
+/// Formats a clock reading for messages and the loader's records: RFC 3339, UTC, whole seconds.
+/// (`bundle.json` itself holds [`BundleTime`]'s form, which the writer checks is in range.)
 pub fn format_time(t: jiff::Timestamp) -> String {
     // Whole seconds keep the text independent of sub-second clock noise.
     jiff::Timestamp::from_second(t.as_second())
@@ -300,96 +368,4 @@ pub fn check_path(path: &str) -> Result<(), ManifestError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> BundleManifest {
-        let blob = Digest::of(b"x");
-        BundleManifest {
-            schema_version: 1,
-            media_type: MEDIA_TYPE.into(),
-            name: "demo".into(),
-            version: "1.2.0".parse().unwrap(),
-            created: "2026-01-01T00:00:00Z".into(),
-            expires: None,
-            compat: Compat {
-                upgrade_from: ">=1.1.0, <1.3.0".into(),
-            },
-            images: vec![ImageEntry {
-                reference: "r.example/a:1".into(),
-                digest: blob,
-                media_type: crate::oci::OCI_MANIFEST.into(),
-                size: 1,
-                platforms: vec![],
-                filtered_from: None,
-                source: None,
-            }],
-            charts: vec![],
-            files: vec![
-                FileEntry {
-                    path: "oci-layout".into(),
-                    size: 1,
-                    sha256: blob.hex(),
-                },
-                FileEntry {
-                    path: "index.json".into(),
-                    size: 1,
-                    sha256: blob.hex(),
-                },
-                FileEntry {
-                    path: blob.blob_path(),
-                    size: 1,
-                    sha256: blob.hex(),
-                },
-            ],
-        }
-    }
-
-    #[test]
-    fn round_trips_through_bytes() {
-        let m = sample();
-        assert_eq!(BundleManifest::from_slice(&m.to_bytes()).unwrap(), m);
-    }
-
-    #[test]
-    fn rejects_bad_paths() {
-        for p in [
-            "../x",
-            "/etc/passwd",
-            "a//b",
-            "a/./b",
-            "a b",
-            "",
-            "blobs/sha256/../../x",
-        ] {
-            assert!(check_path(p).is_err(), "{p:?} should be rejected");
-        }
-        check_path("blobs/sha256/abc").unwrap();
-    }
-
-    #[test]
-    fn rejects_duplicates_unknown_fields_and_misnamed_blobs() {
-        let mut m = sample();
-        m.files.push(m.files[0].clone());
-        assert!(matches!(m.check(), Err(ManifestError::DuplicatePath(_))));
-
-        let mut m = sample();
-        m.files[2].sha256 = Digest::of(b"y").hex();
-        assert!(matches!(
-            m.check(),
-            Err(ManifestError::BlobNameMismatch { .. })
-        ));
-
-        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_bytes()).unwrap();
-        v["surprise"] = 1.into();
-        let err = BundleManifest::from_slice(&serde_json::to_vec(&v).unwrap()).unwrap_err();
-        assert!(err.to_string().contains("surprise"), "{err}");
-    }
-
-    #[test]
-    fn image_digest_must_be_a_listed_blob() {
-        let mut m = sample();
-        m.images[0].digest = Digest::of(b"elsewhere");
-        assert!(matches!(m.check(), Err(ManifestError::MissingBlob { .. })));
-    }
-}
+mod tests;

@@ -269,8 +269,10 @@ pub fn parse_signature_file(bytes: &[u8]) -> Result<Vec<SignatureEntry>, Signatu
     if bytes.len() as u64 > MAX_SIGNATURE_FILE_BYTES {
         return Err(SignatureFileError::TooLarge(bytes.len() as u64));
     }
-    let entries: Vec<SignatureEntry> =
-        serde_json::from_slice(bytes).map_err(|e| SignatureFileError::Json(e.to_string()))?;
+    let json = |e: serde_json::Error| SignatureFileError::Json(e.to_string());
+    // Each entry an object (serde would also read `[keyid, alg, sig]`), no key twice.
+    crate::json::check_document(bytes, &[&[crate::json::Step::Each]]).map_err(json)?;
+    let entries: Vec<SignatureEntry> = serde_json::from_slice(bytes).map_err(json)?;
     if entries.len() > MAX_SIGNATURES {
         return Err(SignatureFileError::TooMany(entries.len()));
     }
@@ -499,5 +501,24 @@ mod tests {
         ));
         let bytes = signature_file_bytes(&[key(1).sign(b"m")]);
         assert_eq!(parse_signature_file(&bytes).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_entry_is_an_object_with_each_key_once() {
+        let entry = key(1).sign(b"m");
+        let value = serde_json::to_value(&entry).unwrap();
+        let (keyid, alg, sig) = (&value["keyid"], &value["alg"], &value["sig"]);
+        // serde alone reads the positional array as the same entry, and keeps the last keyid.
+        let positional = serde_json::json!([[keyid, alg, sig]]).to_string();
+        let twice = format!(r#"[{{"keyid":"00","keyid":{keyid},"alg":{alg},"sig":{sig}}}]"#);
+        for (text, needle) in [
+            (positional, "[0] must be a JSON object, not an array"),
+            (twice, "appears twice"),
+        ] {
+            match parse_signature_file(text.as_bytes()) {
+                Err(SignatureFileError::Json(msg)) => assert!(msg.contains(needle), "{msg}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 }

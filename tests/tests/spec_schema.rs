@@ -219,6 +219,42 @@ mirrors: {docker.io: mirror.corp.example:5000, ghcr.io: "10.0.0.1"}
     ("bundle version with v", false, "name: s\nversion: v1.2.0\n"),
     ("zero expiry", false, "name: s\nexpires: 0d\n"),
     ("expiry in months", false, "name: s\nexpires: 6mo\n"),
+    // Strict RFC 3339 (FORMAT.md §4.2): seconds and an offset, T not a space, no leap second.
+    (
+        "expiry with a fraction and lowercase t/z",
+        true,
+        "name: s\nexpires: 2026-03-01t00:00:00.5z\n",
+    ),
+    (
+        "expiry with a space",
+        false,
+        "name: s\nexpires: 2026-03-01 00:00:00Z\n",
+    ),
+    (
+        "expiry without seconds",
+        false,
+        "name: s\nexpires: 2026-03-01T00:00Z\n",
+    ),
+    (
+        "expiry offset without a colon",
+        false,
+        "name: s\nexpires: 2026-03-01T00:00:00+0200\n",
+    ),
+    (
+        "expiry offset of 24 hours",
+        false,
+        "name: s\nexpires: 2026-03-01T00:00:00+24:00\n",
+    ),
+    (
+        "expiry on a leap second",
+        false,
+        "name: s\nexpires: 2016-12-31T23:59:60Z\n",
+    ),
+    (
+        "expiry with a comma fraction",
+        false,
+        "name: s\nexpires: 2026-03-01T00:00:00,5Z\n",
+    ),
     ("bad platform", false, "name: s\nplatforms: [linux]\n"),
     (
         "duplicate platform",

@@ -60,6 +60,11 @@ pub struct Header {
 pub enum HeaderError {
     #[error("header checksum does not match (corrupt or not a tar archive)")]
     Checksum,
+    #[error(
+        "header checksum field is not six octal digits, a NUL and a space, the one form a bundle \
+         has (not a tar archive, or one rewritten by another tool: use the bundle as it was built)"
+    )]
+    ChecksumForm,
     #[error("not a ustar header (bad magic)")]
     Magic,
     #[error("header field {0} is not a valid number")]
@@ -142,30 +147,14 @@ pub fn is_zero_block(block: &[u8; BLOCK]) -> bool {
 impl Header {
     /// Decodes and checks one header block.
     pub fn decode(block: &[u8; BLOCK]) -> Result<Self, HeaderError> {
-        let stored = parse_octal(&block[148..156], "checksum")?;
-        let unsigned: u64 = block
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                if (148..156).contains(&i) {
-                    32
-                } else {
-                    u64::from(b)
-                }
-            })
-            .sum();
-        let signed: i64 = block
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                if (148..156).contains(&i) {
-                    32
-                } else {
-                    i64::from(b as i8)
-                }
-            })
-            .sum();
-        if stored != unsigned && i64::try_from(stored).ok() != Some(signed) {
+        // One form only, the writer's: every byte of the field is fixed by the other 504, so no
+        // header byte escapes the signature (no spare bytes after a NUL, no base-256, no signed
+        // sum: each a second spelling of the same header).
+        let field = &block[148..156];
+        if !(field[..6].iter().all(|b| (b'0'..=b'7').contains(b)) && field[6..] == *b"\0 ") {
+            return Err(HeaderError::ChecksumForm);
+        }
+        if field[..6] != *checksum_digits(block).as_bytes() {
             return Err(HeaderError::Checksum);
         }
         // POSIX "ustar\0" "00" or old GNU "ustar  \0".
@@ -206,15 +195,30 @@ impl Header {
         b[156] = b'0';
         b[257..263].copy_from_slice(b"ustar\0");
         b[263..265].copy_from_slice(b"00");
-        b[148..156].copy_from_slice(b"        ");
-        let sum: u64 = b.iter().map(|&x| u64::from(x)).sum();
         // Checksum field: six octal digits, NUL, space (the form GNU tar writes).
-        let digits = format!("{sum:06o}");
+        let digits = checksum_digits(&b);
         b[148..154].copy_from_slice(digits.as_bytes());
         b[154] = 0;
         b[155] = b' ';
         b
     }
+}
+
+/// The checksum as six octal digits: the unsigned sum of the header's bytes, the checksum field
+/// counted as eight spaces. (At most 512 × 255 = 0o377000, so six digits always suffice.)
+fn checksum_digits(block: &[u8; BLOCK]) -> String {
+    let sum: u64 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                u64::from(b' ')
+            } else {
+                u64::from(b)
+            }
+        })
+        .sum();
+    format!("{sum:06o}")
 }
 
 fn write_octal(field: &mut [u8], v: u64) {
@@ -262,7 +266,42 @@ mod tests {
         assert!(parse_octal(&[0xff; 8], "checksum").is_err());
         let mut h = Header::encode_regular("a", 1, 0o644, 0);
         h[148..156].copy_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 1]);
-        assert_eq!(Header::decode(&h), Err(HeaderError::Checksum));
+        assert_eq!(Header::decode(&h), Err(HeaderError::ChecksumForm));
+    }
+
+    #[test]
+    fn the_checksum_field_has_one_form() {
+        let h = Header::encode_regular("index.json", 1575, 0o644, 1_767_225_600);
+        let digits: [u8; 6] = h[148..154].try_into().unwrap();
+        let sum = u64::from_str_radix(std::str::from_utf8(&digits).unwrap(), 8).unwrap();
+        let with = |field: &[u8]| {
+            let mut b = h;
+            b[148..156].copy_from_slice(field);
+            Header::decode(&b)
+        };
+        assert!(with(&h[148..156]).is_ok());
+        // Every other spelling of the right value is refused: spare bytes after the NUL, seven
+        // digits, leading spaces, a space terminator, base-256, no terminator.
+        let mut after_nul = h[148..156].to_vec();
+        after_nul[7] = b'Y';
+        let seven = format!("{sum:07o}\0");
+        let spaced = format!(" {sum:05o}\0 ");
+        let space_first = format!("{sum:06o} \0");
+        let base256: [u8; 8] = [0x80, 0, 0, 0, 0, 0, (sum >> 8) as u8, sum as u8];
+        let bare = format!("{sum:08o}");
+        for field in [
+            &after_nul[..],
+            seven.as_bytes(),
+            spaced.as_bytes(),
+            space_first.as_bytes(),
+            &base256[..],
+            bare.as_bytes(),
+        ] {
+            assert_eq!(with(field), Err(HeaderError::ChecksumForm), "{field:?}");
+        }
+        // The right form with the wrong value is a corrupt header.
+        let wrong = format!("{:06o}\0 ", sum + 1);
+        assert_eq!(with(wrong.as_bytes()), Err(HeaderError::Checksum));
     }
 
     #[test]

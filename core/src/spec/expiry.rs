@@ -3,16 +3,20 @@
 use std::fmt;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use crate::time::{BundleTime, MAX_SECOND};
 
 /// When a bundle stops being accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
     /// This long after `created` (`"180d"`, `"12h"`, `"2w"`).
     After(Duration),
-    /// At this instant (RFC 3339 with an offset: `"2026-03-01T00:00:00Z"`, `"...+02:00"`).
-    At(Timestamp),
+    /// At this instant (RFC 3339 with an offset: `"2026-03-01T00:00:00Z"`, `"...+02:00"`), made
+    /// UTC and whole seconds here, the form `bundle.json` holds.
+    At(BundleTime),
 }
+
+/// The last second `bundle.json` can name, for messages.
+const LAST: &str = "9999-12-31T23:59:59Z";
 
 /// Units a duration may use. No months or years: their length varies, and a bundle's expiry
 /// must come out the same on every machine that computes it.
@@ -42,26 +46,43 @@ impl Expiry {
                 }
                 let secs = count
                     .checked_mul(seconds_per)
-                    .ok_or_else(|| format!("expiry {s:?} is too large; {hint}"))?;
+                    .filter(|&secs| secs <= MAX_SECOND.unsigned_abs())
+                    .ok_or_else(|| {
+                        format!(
+                            "expiry {s:?} is too large: it would pass {}, the last time a bundle \
+                             can hold; {hint}, or leave expires out for a bundle that never expires",
+                            LAST
+                        )
+                    })?;
                 return Ok(Self::After(Duration::from_secs(secs)));
             }
         }
-        match s.parse::<Timestamp>() {
+        match BundleTime::parse_rfc3339(s) {
             Ok(at) => Ok(Self::At(at)),
-            // Something date-like deserves jiff's precise complaint (often: the offset is missing).
-            Err(e) if s.starts_with(|c: char| c.is_ascii_digit()) && s.contains('-') => Err(
-                format!("expiry {s:?} is not an RFC 3339 time with an offset ({e}); {hint}"),
-            ),
+            // Something date-like deserves the parser's precise complaint (which field, which form).
+            Err(e) if s.starts_with(|c: char| c.is_ascii_digit()) && s.contains('-') => {
+                Err(format!("expiry {e}; {hint}"))
+            }
             Err(_) => Err(format!("expiry {s:?} is not understood; {hint}")),
         }
     }
 
-    /// The instant a bundle created at `created` expires. Saturates instead of failing for
-    /// durations past the end of jiff's range (year 9999), which nobody means literally.
-    pub fn resolve(&self, created: Timestamp) -> Timestamp {
+    /// The instant a bundle created at `created` expires, or why `bundle.json` cannot hold it
+    /// (a duration that runs past 9999): refused, never clamped to a time nobody wrote.
+    pub fn resolve(&self, created: BundleTime) -> Result<BundleTime, String> {
         match *self {
-            Self::After(duration) => created.saturating_add(duration).unwrap_or(Timestamp::MAX),
-            Self::At(at) => at,
+            Self::After(duration) => i64::try_from(duration.as_secs())
+                .ok()
+                .and_then(|secs| created.as_second().checked_add(secs))
+                .and_then(|second| BundleTime::from_second(second).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "{self} after the bundle's creation ({created}) would pass \
+                         {LAST}, the last time a bundle can hold: give a shorter duration, or \
+                         leave expires out for a bundle that never expires"
+                    )
+                }),
+            Self::At(at) => Ok(at),
         }
     }
 }
@@ -125,18 +146,48 @@ mod tests {
         let at = Expiry::parse("2026-03-01T02:00:00+02:00").unwrap();
         assert_eq!(at, Expiry::parse("2026-03-01T00:00:00Z").unwrap());
         assert_eq!(at.to_string(), "2026-03-01T00:00:00Z");
-        let err = Expiry::parse("2026-03-01").unwrap_err();
-        assert!(err.contains("RFC 3339"), "{err}");
+        for bad in [
+            "2026-03-01",
+            "2026-03-01 00:00:00Z",
+            "2026-03-01T00:00Z",
+            "2026-03-01T00:00:00+0200",
+        ] {
+            let err = Expiry::parse(bad).unwrap_err();
+            assert!(
+                err.contains("RFC 3339") && err.contains("180d"),
+                "{bad}: {err}"
+            );
+        }
+        let err = Expiry::parse("2016-12-31T23:59:60Z").unwrap_err();
+        assert!(err.contains("leap seconds are not allowed"), "{err}");
+        let err = Expiry::parse("9999-12-31T23:59:59-01:00").unwrap_err();
+        assert!(err.contains("9999-12-31T23:59:59Z"), "{err}");
     }
 
     #[test]
     fn resolve() {
-        let created: Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
-        let after = Expiry::parse("180d").unwrap().resolve(created);
-        assert_eq!(after, "2025-06-30T00:00:00Z".parse::<Timestamp>().unwrap());
-        let fixed: Timestamp = "2026-03-01T00:00:00Z".parse().unwrap();
-        assert_eq!(Expiry::At(fixed).resolve(created), fixed);
-        let huge = Expiry::After(Duration::from_secs(u64::MAX / 2)).resolve(created);
-        assert_eq!(huge, Timestamp::MAX);
+        let created = BundleTime::parse("2025-01-01T00:00:00Z").unwrap();
+        let after = Expiry::parse("180d").unwrap().resolve(created).unwrap();
+        assert_eq!(after, BundleTime::parse("2025-06-30T00:00:00Z").unwrap());
+        let fixed = BundleTime::parse("2026-03-01T00:00:00Z").unwrap();
+        assert_eq!(Expiry::At(fixed).resolve(created), Ok(fixed));
+        // Past the last time bundle.json can hold: refused, at spec time when it always would be,
+        // else once `created` is known; never clamped.
+        let err = Expiry::parse("99999999999w").unwrap_err();
+        assert!(err.contains("leave expires out"), "{err}");
+        let far = Expiry::parse("2930000d").unwrap();
+        let err = far.resolve(created).unwrap_err();
+        assert!(
+            err.contains("9999-12-31T23:59:59Z") && err.contains("leave expires out"),
+            "{err}"
+        );
+        let last = BundleTime::from_second(MAX_SECOND - 3_600).unwrap();
+        assert_eq!(
+            Expiry::parse("1h")
+                .unwrap()
+                .resolve(last)
+                .map(BundleTime::as_second),
+            Ok(MAX_SECOND)
+        );
     }
 }

@@ -406,7 +406,7 @@ fn from_path_reads_resolves_and_bounds() {
 #[test]
 fn expiry_forms_in_a_spec() {
     let spec = parse("name: s\nexpires: 2026-03-01T02:00:00+02:00\n").unwrap();
-    let at: jiff::Timestamp = "2026-03-01T00:00:00Z".parse().unwrap();
+    let at = crate::time::BundleTime::parse("2026-03-01T00:00:00Z").unwrap();
     assert_eq!(spec.expires, Some(Expiry::At(at)));
     let spec = parse("name: s\nexpires: 12h\n").unwrap();
     assert_eq!(

@@ -1,7 +1,9 @@
 //! Verifying a bundle extracted into a directory (`tar -xzf`): the same checks, file by file.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::{
@@ -43,16 +45,13 @@ fn open_regular(dir: &Path, rel: &str, limit: Option<u64>) -> Result<(File, u64)
         .into());
     }
     // An extracted file can only have lost mode bits (umask); extra ones mean someone changed it.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o7022 != 0 {
-            let mode = meta.permissions().mode() & 0o7777;
-            return Err(Rejection::BadMode {
-                path: rel.to_owned(),
-                mode: format!("{mode:o}"),
-            }
-            .into());
+    if meta.permissions().mode() & 0o7022 != 0 {
+        let mode = meta.permissions().mode() & 0o7777;
+        return Err(Rejection::BadMode {
+            path: rel.to_owned(),
+            mode: format!("{mode:o}"),
         }
+        .into());
     }
     if let Some(limit) = limit
         && meta.len() > limit
@@ -73,6 +72,58 @@ fn open_regular(dir: &Path, rel: &str, limit: Option<u64>) -> Result<(File, u64)
     }
     let file = File::open(&path).map_err(io)?;
     Ok((file, meta.len()))
+}
+
+/// Each directory between `dir` and the listed file `rel` (`blobs/`, `blobs/sha256/`) must be a
+/// real directory that only its owner can write: whoever can write a directory can swap the
+/// verified files in it for others. (Setgid is not refused: a directory inherits it from its
+/// parent.) `checked` keeps each directory to one look.
+fn check_parents(dir: &Path, rel: &str, checked: &mut HashSet<String>) -> Result<(), VerifyError> {
+    let components: Vec<&str> = rel.split('/').collect();
+    let mut parent = String::new();
+    for component in &components[..components.len() - 1] {
+        if !parent.is_empty() {
+            parent.push('/');
+        }
+        parent.push_str(component);
+        if !checked.insert(parent.clone()) {
+            continue;
+        }
+        let path = dir.join(&parent);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            // The file under it is reported missing, by name.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(VerifyError::Io {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        let kind = meta.file_type();
+        if !kind.is_dir() {
+            let kind = if kind.is_symlink() {
+                "symbolic link"
+            } else {
+                "non-directory"
+            };
+            return Err(Rejection::NotADirectory {
+                path: format!("{parent}/"),
+                kind: kind.to_owned(),
+            }
+            .into());
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(Rejection::BadDirectoryMode {
+                path: format!("{parent}/"),
+                mode: format!("{mode:o}"),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn read_bounded(dir: &Path, rel: &str, limit: u64) -> Result<Vec<u8>, VerifyError> {
@@ -102,7 +153,9 @@ pub fn verify_directory(
     let mut buf = vec![0u8; 1024 * 1024];
     reporter.start("verify", Some(signed.manifest.total_bytes()));
     let mut checks = FileChecks::new(reporter, visitor);
+    let mut checked_dirs = HashSet::new();
     for entry in &signed.manifest.files {
+        check_parents(dir, &entry.path, &mut checked_dirs)?;
         let (file, size) = open_regular(dir, &entry.path, None)?;
         if size != entry.size {
             return Err(Rejection::SizeMismatch {
@@ -130,4 +183,68 @@ pub fn verify_directory(
     reporter.finish();
     check_index(&signed.manifest, &checks.index_json)?;
     Ok(finish_dir(signed, policy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(dir: &Path, rel: &str) -> Result<(), VerifyError> {
+        check_parents(dir, rel, &mut HashSet::new())
+    }
+
+    #[test]
+    fn directories_on_a_listed_path_are_writable_by_their_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sha = tmp.path().join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        let chmod = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        chmod(&tmp.path().join("blobs"), 0o755);
+        chmod(&sha, 0o755);
+        check(tmp.path(), "blobs/sha256/abc").unwrap();
+        check(tmp.path(), "index.json").unwrap();
+        // Setgid comes from a parent directory on its own; it grants no one a write.
+        chmod(&sha, 0o2755);
+        check(tmp.path(), "blobs/sha256/abc").unwrap();
+        for (dir, mode, shown) in [
+            ("blobs/sha256", 0o777, "blobs/sha256/"),
+            ("blobs/sha256", 0o775, "blobs/sha256/"),
+            ("blobs", 0o757, "blobs/"),
+        ] {
+            chmod(&sha, 0o755);
+            chmod(&tmp.path().join("blobs"), 0o755);
+            chmod(&tmp.path().join(dir), mode);
+            match check(tmp.path(), "blobs/sha256/abc") {
+                Err(VerifyError::Rejected(Rejection::BadDirectoryMode { path, mode: m })) => {
+                    assert_eq!((path.as_str(), m), (shown, format!("{mode:o}")));
+                }
+                other => panic!("{dir} {mode:o}: {other:?}"),
+            }
+        }
+        chmod(&tmp.path().join("blobs"), 0o755);
+        // The directory given is the operator's choice and is not looked at.
+        chmod(tmp.path(), 0o777);
+        chmod(&sha, 0o755);
+        check(tmp.path(), "blobs/sha256/abc").unwrap();
+        chmod(tmp.path(), 0o700);
+    }
+
+    #[test]
+    fn a_linked_directory_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let bundle = tmp.path().join("b");
+        std::fs::create_dir_all(bundle.join("blobs")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, bundle.join("blobs/sha256")).unwrap();
+        assert!(matches!(
+            check(&bundle, "blobs/sha256/abc"),
+            Err(VerifyError::Rejected(Rejection::NotADirectory { path, kind }))
+                if path == "blobs/sha256/" && kind == "symbolic link"
+        ));
+        // Missing directories are left for the missing file's own message.
+        check(&bundle, "other/x").unwrap();
+    }
 }

@@ -12,6 +12,14 @@ pub enum Rejection {
     )]
     BadMode { path: String, mode: String },
     #[error(
+        "extracted directory {path:?} has mode {mode}: writable by group or others, who could swap the verified files in it (chmod go-w it, or extract the bundle again with umask 022)"
+    )]
+    BadDirectoryMode { path: String, mode: String },
+    #[error(
+        "extracted {path:?} is a {kind}, not a directory: the bundle's files must lie in the bundle directory itself (extract the bundle again)"
+    )]
+    NotADirectory { path: String, kind: String },
+    #[error(
         "entry {path:?} has a non-canonical tar header (its {field} field was altered; headers carry no data of their own)"
     )]
     NonCanonicalHeader { path: String, field: &'static str },
@@ -95,6 +103,8 @@ pub enum Rejection {
     Archive(ArchiveError),
     #[error("index.json does not match bundle.json: {0}")]
     Inconsistent(String),
+    #[error("index.json is not an OCI index as format v1 reads it (FORMAT.md §8 step 8): {0}")]
+    BadIndex(String),
 }
 
 /// A verification that could not finish: the bundle was rejected, or the machine failed.

@@ -421,6 +421,12 @@ pub(super) fn craft_case(case: Case, b: &Built) -> Attempt {
             let path = write_file(b, "hostile.tar.gz", &tgz);
             Attempt::new(b, path, "the gzip stream is corrupt or has data appended")
         }
+        Case::ChecksumSpareBytes
+        | Case::ChecksumBase256
+        | Case::NullExpires
+        | Case::CreatedWithSpace
+        | Case::ExpiresOnLeapSecond
+        | Case::IndexDuplicateKey => craft_precision::craft_precision_case(case, b, e),
     }
 }
 

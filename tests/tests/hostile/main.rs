@@ -24,6 +24,8 @@ use sensei_tests::bins::{Built, bundler, loader, run, run_ok};
 use sensei_tests::craft::{self, BLOCK, Entry, kind};
 
 mod craft_cases;
+mod craft_precision;
+mod gaps;
 use craft_cases::{craft_case, index_of, valid_entries, write_file, write_tar};
 
 /// `bundle.json`'s size limit in the verifier (16 MiB); the oversized cases claim more.
@@ -110,6 +112,19 @@ enum Case {
     EarlyEndMarker,
     /// Non-gzip bytes appended after the gzip stream.
     GzipAppendedGarbage,
+    /// A checksum field `NNNNN\0XY`: the right value, then two bytes no rule covered.
+    ChecksumSpareBytes,
+    /// A checksum field in GNU base-256: 0x80, then the right value in seven bytes.
+    ChecksumBase256,
+    /// `bundle.json` re-signed with `"expires": null`.
+    NullExpires,
+    /// `bundle.json` re-signed with `created` written with a space for the `T`.
+    CreatedWithSpace,
+    /// `bundle.json` re-signed with `expires` on a leap second (`:60`).
+    ExpiresOnLeapSecond,
+    /// `index.json` naming one image twice in one annotations object, `bundle.json` re-signed
+    /// to match: the last key named the image the bundle lists, a first-wins reader saw another.
+    IndexDuplicateKey,
 }
 
 impl Case {
@@ -118,11 +133,12 @@ impl Case {
     fn shares_message_with(self) -> Option<Case> {
         match self {
             Case::TruncatedGzip => Some(Case::TruncatedTar),
+            Case::ChecksumBase256 => Some(Case::ChecksumSpareBytes),
             _ => None,
         }
     }
 
-    const ALL: [Case; 36] = [
+    const ALL: [Case; 42] = [
         Case::LayerBlobFlipped,
         Case::IndexFlipped,
         Case::ManifestFlipped,
@@ -159,6 +175,12 @@ impl Case {
         Case::OversizedSignatureFile,
         Case::EarlyEndMarker,
         Case::GzipAppendedGarbage,
+        Case::ChecksumSpareBytes,
+        Case::ChecksumBase256,
+        Case::NullExpires,
+        Case::CreatedWithSpace,
+        Case::ExpiresOnLeapSecond,
+        Case::IndexDuplicateKey,
     ];
 }
 
@@ -533,77 +555,34 @@ fn garbage_after_the_gzip_stream() {
     assert_rejected(Case::GzipAppendedGarbage);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Gaps found while writing this suite and closed in the verifier: no byte of a bundle escapes the
-// signature, not padding (must be zero) and not header metadata (must be the canonical header).
+// One rule per field (issue 10, format precision): what the doc allows, the code allows.
 
 #[test]
-fn data_hidden_in_body_padding() {
-    let b = Built::new();
-    let e = valid_entries(&b);
-    let mut tar = craft::write(&e);
-    // oci-layout is 30 bytes: the other 482 bytes of its block are padding no signature covers.
-    let i = index_of(&e, "oci-layout");
-    let start = craft::header_offset(&e, i) + BLOCK + e[i].body.len();
-    let end = craft::header_offset(&e, i + 1);
-    assert!(end > start, "no padding to fill");
-    tar[start..end].fill(b'X');
-    let bundle = write_file(&b, "hostile.tar", &tar);
-    let out = b.verify(&bundle, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "unsigned data in padding was accepted:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("non-zero bytes in the padding"));
+fn checksum_field_with_spare_bytes_after_its_nul() {
+    assert_rejected(Case::ChecksumSpareBytes);
 }
 
 #[test]
-fn setuid_world_writable_script_owned_by_another_user() {
-    let b = Built::new();
-    let mut e = valid_entries(&b);
-    // `tar -xzf` as root (the manual path) restores mode and owner: user 1000 could then rewrite
-    // load-images.sh after it was verified and before root runs it.
-    let script = e.last_mut().expect("entries");
-    (script.mode, script.uid, script.gid) = (0o6777, 1000, 1000);
-    let bundle = write_tar(&b, &e);
-    let out = b.verify(&bundle, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "a setuid, world-writable load-images.sh owned by uid 1000 was accepted:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("non-canonical tar header (its mode field")
-    );
+fn checksum_field_in_base_256() {
+    assert_rejected(Case::ChecksumBase256);
 }
 
 #[test]
-fn extracted_file_made_writable_by_others_is_rejected() {
-    let b = Built::new();
-    let dir = b.path().join("x");
-    std::fs::create_dir(&dir).expect("mkdir");
-    let status = std::process::Command::new("tar")
-        .arg("-xf")
-        .arg(&b.tar)
-        .arg("-C")
-        .arg(&dir)
-        .status()
-        .expect("tar");
-    assert!(status.success());
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        dir.join("load-images.sh"),
-        std::fs::Permissions::from_mode(0o777),
-    )
-    .expect("chmod");
-    let out = b.verify(&dir, &[]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("has mode 777"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn null_for_an_optional_field_in_a_signed_bundle_json() {
+    assert_rejected(Case::NullExpires);
+}
+
+#[test]
+fn created_with_a_space_in_a_signed_bundle_json() {
+    assert_rejected(Case::CreatedWithSpace);
+}
+
+#[test]
+fn expires_on_a_leap_second_in_a_signed_bundle_json() {
+    assert_rejected(Case::ExpiresOnLeapSecond);
+}
+
+#[test]
+fn a_key_twice_in_a_signed_index_json() {
+    assert_rejected(Case::IndexDuplicateKey);
 }

@@ -368,4 +368,4 @@ pub fn check_path(path: &str) -> Result<(), ManifestError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,6 +1,8 @@
 use super::*;
 
-fn sample() -> BundleManifest {
+/// A small valid manifest: one image, whose digest is also its only blob. Shared with the
+/// verifier's `index.json` tests.
+pub(crate) fn sample() -> BundleManifest {
     let blob = Digest::of(b"x");
     BundleManifest {
         schema_version: 1,

@@ -1,41 +1,14 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::manifest::{Compat, FileEntry, ImageEntry, MEDIA_TYPE};
 
 fn manifest() -> BundleManifest {
-    let blob = Digest::of(b"manifest");
-    let file = |path: &str| FileEntry {
-        path: path.into(),
-        size: 1,
-        sha256: blob.hex(),
-    };
-    BundleManifest {
-        schema_version: 1,
-        media_type: MEDIA_TYPE.into(),
-        name: "demo".into(),
-        version: "1.2.0".parse().unwrap(),
-        created: "2026-01-01T00:00:00Z".into(),
-        expires: None,
-        compat: Compat {
-            upgrade_from: ">=1.1.0".into(),
-        },
-        images: vec![ImageEntry {
-            reference: "r.example/a:1".into(),
-            digest: blob,
-            media_type: crate::oci::OCI_MANIFEST.into(),
-            size: 1,
-            platforms: vec![],
-            filtered_from: None,
-            source: None,
-        }],
-        charts: vec![],
-        files: vec![
-            file("oci-layout"),
-            file("index.json"),
-            file(&blob.blob_path()),
-        ],
-    }
+    crate::manifest::tests::sample()
+}
+
+/// The digest of the manifest's one image, as `index.json` must name it.
+fn image_digest() -> String {
+    manifest().images[0].digest.to_string()
 }
 
 /// The writer's `index.json` for [`manifest`], as a value to spoil.
@@ -43,7 +16,7 @@ fn index() -> Value {
     json!({
         "manifests": [{
             "annotations": {REF_NAME_ANNOTATION: "r.example/a:1"},
-            "digest": Digest::of(b"manifest").to_string(),
+            "digest": image_digest(),
             "mediaType": crate::oci::OCI_MANIFEST,
             "size": 1
         }],
@@ -83,7 +56,7 @@ fn the_writers_index_passes_and_unknown_members_may_hold_anything() {
 
 #[test]
 fn a_key_given_twice_is_refused_wherever_it_is() {
-    let digest = Digest::of(b"manifest").to_string();
+    let digest = image_digest();
     let descriptor = format!(r#""digest":"{digest}","mediaType":"m","size":1"#);
     for text in [
         // The same ref name twice in one annotations object: the last used to win.
@@ -103,7 +76,7 @@ fn a_key_given_twice_is_refused_wherever_it_is() {
 
 #[test]
 fn descriptors_and_platforms_are_objects_never_positional_arrays() {
-    let digest = Digest::of(b"manifest").to_string();
+    let digest = image_digest();
     let mut v = index();
     // serde alone reads `[mediaType, digest, size, annotations]` as the same descriptor.
     v["manifests"][0] = json!([

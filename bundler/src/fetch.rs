@@ -102,8 +102,8 @@ async fn fetch_one(
     Ok((*digest, done))
 }
 
-/// Resolves when the Ctrl-C flag is set; never without one.
-async fn cancelled(flag: Option<&AtomicBool>) {
+/// Resolves when the stop flag (Ctrl-C, SIGTERM, SIGHUP) is set; never without one.
+pub(crate) async fn cancelled(flag: Option<&AtomicBool>) {
     match flag {
         Some(flag) => {
             while !flag.load(Ordering::Relaxed) {

@@ -12,7 +12,6 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 use sensei_core::archive::{Header, PlainLayout};
@@ -28,7 +27,7 @@ use crate::create::{
     set_readable, still_replaceable,
 };
 use crate::error::{BundleError, IntegrityError};
-use crate::fetch::Fetched;
+use crate::fetch::{Fetched, cancelled};
 use crate::plan::Plan;
 
 /// Bytes gathered before each positioned write: few syscalls, constant memory.
@@ -276,18 +275,6 @@ fn cancelled_or(e: BundleError, cancel: Option<&AtomicBool>, out: &Path) -> Bund
         BundleError::Cancelled(out.to_owned())
     } else {
         e
-    }
-}
-
-/// Resolves when the stop flag is set; never without one.
-async fn cancelled(flag: Option<&AtomicBool>) {
-    match flag {
-        Some(flag) => {
-            while !flag.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        None => std::future::pending().await,
     }
 }
 

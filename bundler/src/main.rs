@@ -49,8 +49,10 @@ enum Command {
             repositories, oci://); with `discoverImages: true`, render each chart with helm and \
             read its image annotations; resolve every image to a digest (registries in parallel, \
             through `mirrors:` where the spec names one; every manifest hashed); then download \
-            the layers in parallel, each unique blob once, hashed as it streams, into a temporary \
-            store beside the output; write the archive, sign it, and rename it into place.\n\n\
+            the layers in parallel, each unique blob once, hashed as it streams: for a .tar \
+            straight into its place in the archive (signed first, as every offset is known), for \
+            a .tar.gz into a temporary store beside the output, then the archive is written; \
+            finally it is renamed into place.\n\n\
             Safe with what is already there: -o is refused (exit 2, before any download) when it \
             is a directory, device, FIFO, socket or symlink, when it is one of the inputs (the \
             spec, a key, a chart, a layout), or when it is an existing file that is not a bundle \

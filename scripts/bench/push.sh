@@ -121,6 +121,54 @@ compare fastB : "$(ours b.tar)" : : check_b :
 reg_stop
 reg_wipe "$dir/registry"
 
+# Through faults (issue 14): 300 images (the 5 fixture images and 295 small ones) pushed through
+# sensei-fault-proxy answering 500 to 20% of requests and resetting 5% of connections, against
+# the same push straight into the registry. Every run must land whole in one go (checked after
+# each, untimed); the proxy starts before the clock (a new seed each run, printed with what it
+# injected) and is stopped after.
+fx300=$dir/fx300
+"$bin/sensei-fixtures" "$fx300" --small-images 295 >"$dir/fx300.refs" || die "cannot write the 300-image fixtures"
+mapfile -t set_300 < <(cut -d' ' -f1 "$dir/fx300.refs" | sed 's#^registry.example.com/sensei/##')
+[ "${#set_300[@]}" = 300 ] || die "the 300-image fixtures hold ${#set_300[@]} images"
+fx=$fx300 spec_layout "$dir/c300.yaml" bench-300 "${set_300[@]}"
+"$bin/sensei-bundler" create --quiet -f "$dir/c300.yaml" --key "$work/k.key" -o "$dir/c300.tar" >/dev/null ||
+  die "cannot build the 300-image bundle"
+proxy_runs=0
+through_faults() { # a fresh registry, and a fresh proxy in front of it (PROXY_HOST)
+  fresh
+  proxy_runs=$((proxy_runs + 1))
+  rm -f "$dir/proxy.ctl"
+  mkfifo "$dir/proxy.ctl"
+  "$bin/sensei-fault-proxy" "$REG_HOST" --errors 0.20 --resets 0.05 --seed "$proxy_runs" \
+    <"$dir/proxy.ctl" >"$dir/proxy.out" 2>>"$dir/proxy.err" &
+  PROXY_PID=$!
+  exec {proxy_ctl}>"$dir/proxy.ctl"
+  local i
+  for i in $(seq 1 100); do
+    PROXY_HOST=$(head -n 1 "$dir/proxy.out" 2>/dev/null || true)
+    [ -n "$PROXY_HOST" ] && break
+    sleep 0.02
+  done
+  [ -n "$PROXY_HOST" ] || die "sensei-fault-proxy did not start: $(cat "$dir/proxy.err")"
+  export PROXY_HOST
+}
+check_faults() { # stop the proxy, record what it injected, check every image is there
+  exec {proxy_ctl}>&-
+  wait "$PROXY_PID" || die "sensei-fault-proxy failed: $(cat "$dir/proxy.err")"
+  local injected
+  injected=$(tail -n 1 "$dir/proxy.out")
+  echo "seed $proxy_runs: $injected" >>"$dir/proxy.injected"
+  case $injected in *" errors=0 "*) die "the proxy injected no errors ($injected)" ;; esac
+  fx=$fx300 check_registry "$REG_HOST" bench/sensei "${set_300[@]}"
+}
+check_300() { fx=$fx300 check_registry "$REG_HOST" bench/sensei "${set_300[@]}"; }
+if [ "$push_ok" = 1 ]; then
+  faulty="\"\$bin/sensei-loader\" push \"\$dir/c300.tar\" --registry \"\$PROXY_HOST/bench\" --key \"\$work/k.pub\" --plain-http --quiet --json"
+  compare faults300 through_faults "$faulty" fresh "$(ours c300.tar)" check_faults check_300
+fi
+reg_stop
+reg_wipe "$dir/registry"
+
 phases() { # NAME -> where our time went, from our --json reports
   [ "$push_ok" = 1 ] || return 0
   case $1 in
@@ -151,6 +199,8 @@ compare_row repushA "push Set A again, all there, --full-check" 1.0 "$(phases re
 compare_row repushB "push Set B again, all there, --full-check" 1.0 "$(phases repushB)"
 row info "  push Set A again, tag check only (default)" "$(median "$dir/fastA.ours")" "$(median "$dir/repushA.peer")" - "$(phases fastA)"
 row info "  push Set B again, tag check only (default)" "$(median "$dir/fastB.ours")" "$(median "$dir/repushB.peer")" - "$(phases fastB)"
+[ "$push_ok" = 1 ] && compare_row faults300 "push 300 images through 20% 500s + 5% resets (vs none)" 2.0 \
+  "peer column: the same push straight into the registry; every run landed whole in one go"
 row max "peak RSS push, Set A (MiB)" "$(max_rss_mib "$dir/pushA.ours")" \
   "$(max_rss_mib "$dir/pushA.peer")" 64 "peer column: largest skopeo process"
 row max "peak RSS push, Set B (MiB)" "$(max_rss_mib "$dir/pushB.ours")" \

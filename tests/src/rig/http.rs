@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -38,23 +38,25 @@ pub struct Logged {
     pub at: std::time::Instant,
 }
 
-/// The requests a server answered, in order; shared with its connection threads.
+/// The requests a server answered, in order; shared with its connection threads. A test can
+/// wait on it for a request to be answered ([`RequestLog::wait_until`]) instead of polling.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct RequestLog(Arc<Mutex<Vec<Logged>>>);
+pub(crate) struct RequestLog(Arc<(Mutex<Vec<Logged>>, Condvar)>);
 
 impl RequestLog {
     pub(crate) fn push(&self, entry: Logged) {
-        lock(&self.0).push(entry);
+        lock(&self.0.0).push(entry);
+        self.0.1.notify_all();
     }
 
     pub(crate) fn all(&self) -> Vec<Logged> {
-        lock(&self.0).clone()
+        lock(&self.0.0).clone()
     }
 
     /// Requests whose method equals `method` (any case; `""` matches every method) and whose
     /// path contains `path_substring`.
     pub(crate) fn count(&self, method: &str, path_substring: &str) -> usize {
-        lock(&self.0)
+        lock(&self.0.0)
             .iter()
             .filter(|l| method.is_empty() || l.method.eq_ignore_ascii_case(method))
             .filter(|l| l.path.contains(path_substring))
@@ -62,7 +64,25 @@ impl RequestLog {
     }
 
     pub(crate) fn clear(&self) {
-        lock(&self.0).clear();
+        lock(&self.0.0).clear();
+    }
+
+    /// Blocks until `done` holds for the log (checked now and at every request answered), then
+    /// returns the log; `Err` with the log as it stands if `timeout` passes first.
+    pub(crate) fn wait_until(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&[Logged]) -> bool,
+    ) -> Result<Vec<Logged>, Vec<Logged>> {
+        let (log, answered) = &*self.0;
+        let (log, waited) = answered
+            .wait_timeout_while(lock(log), timeout, |log| !done(log))
+            .unwrap_or_else(PoisonError::into_inner);
+        if waited.timed_out() {
+            Err(log.clone())
+        } else {
+            Ok(log.clone())
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! The real test rig the end-to-end tests start themselves: `docker-registry` (plain, TLS with
 //! htpasswd auth, or bearer-token auth with a loopback token service), skopeo seeding, a
-//! fault-injecting proxy, a static HTTP server for Helm chart repositories, Docker credential
-//! configs, and the paths of the tools `scripts/setup.sh` installs. Everything listens on 127.0.0.1 only and is torn down on drop.
+//! fault-injecting proxy (which can also hold an upload mid-body until the test lets it go), a
+//! static HTTP server for Helm chart repositories, Docker credential configs, and the paths of
+//! the tools `scripts/setup.sh` installs. Everything listens on 127.0.0.1 only and is torn down
+//! on drop.
 
 mod docker_config;
 mod http;
@@ -16,7 +18,7 @@ use std::net::TcpListener;
 
 pub use docker_config::{CredHelper, DockerConfig};
 pub use http::Logged;
-pub use proxy::{Failure, FaultProxy, Injected, RandomFaults};
+pub use proxy::{Failure, FaultProxy, Hold, Injected, RandomFaults};
 pub use registry::{Registry, seed, seed_fixtures};
 pub use static_server::StaticServer;
 pub use tls::{TlsFiles, make_tls};

@@ -1,9 +1,11 @@
 //! A loopback HTTP/1.1 proxy in front of a plain registry that injects faults on demand: corrupt
-//! blobs, error statuses, downloads and uploads cut mid-body, and random faults from a seeded
-//! generator ([`chaos`]). Tests point clients at it instead of the registry and read its request
-//! log to see what the client did.
+//! blobs, error statuses, downloads and uploads cut mid-body, uploads held mid-body until the
+//! test lets them go ([`hold`]), and random faults from a seeded generator ([`chaos`]). Tests
+//! point clients at it instead of the registry and read (or wait on) its request log to see
+//! what the client did.
 
 mod chaos;
+mod hold;
 
 use std::io::{self, BufReader, BufWriter, Cursor, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -17,6 +19,8 @@ use super::http::{
 use super::registry::Registry;
 use chaos::{Action, Chaos, Cut};
 pub use chaos::{Injected, RandomFaults};
+pub use hold::Hold;
+use hold::{Decision, Held};
 
 /// Answer matching requests with an error status instead of forwarding them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +81,8 @@ struct Faults {
     drops: Vec<(u64, String)>,
     /// Uploads cut short and random faults.
     chaos: Chaos,
+    /// Uploads to hold mid-body, until their request comes.
+    holds: Vec<Arc<Held>>,
 }
 
 #[derive(Debug)]
@@ -168,6 +174,18 @@ impl FaultProxy {
         });
     }
 
+    /// Hold the next upload (PATCH, PUT or POST) whose path contains `path_substring` and whose
+    /// body (of known length) is longer than `n_bytes`: pass its first `n_bytes` on to the
+    /// registry, then read no more of it until the test calls [`Hold::release`] (the rest goes
+    /// on) or [`Hold::kill`] (both connections reset, no answer), which dropping the hold also
+    /// does. [`Hold::wait_reached`] blocks until the bytes are through and the rest is held.
+    /// Goes before [`FaultProxy::cut_upload_after`] and random faults; fixed failures go first.
+    pub fn hold_upload_after(&self, n_bytes: u64, path_substring: &str) -> Hold {
+        let held = Held::new(n_bytes, path_substring);
+        lock(&self.shared.faults).holds.push(held.clone());
+        Hold::new(held)
+    }
+
     /// From now on, random faults on every request ([`RandomFaults`]); rules armed with
     /// [`FaultProxy::fail`] and [`FaultProxy::cut_upload_after`] go first.
     pub fn random_faults(&self, faults: RandomFaults) {
@@ -195,6 +213,21 @@ impl FaultProxy {
     /// Requests with `method` (any case; `""` for any) whose path contains `path_substring`.
     pub fn count(&self, method: &str, path_substring: &str) -> usize {
         self.shared.log.count(method, path_substring)
+    }
+
+    /// Blocks until `done` holds for the log of requests answered (checked now and each time
+    /// one more is answered) and returns it; panics after `timeout`, naming `what` it waited for
+    /// and showing the log. The timeout only guards against an event that never comes.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        done: impl FnMut(&[Logged]) -> bool,
+    ) -> Vec<Logged> {
+        self.shared
+            .log
+            .wait_until(timeout, done)
+            .unwrap_or_else(|log| panic!("waited {timeout:?} in vain for {what}: {log:#?}"))
     }
 
     /// Forget the requests logged so far.
@@ -273,7 +306,14 @@ fn serve_one(
         Framing::None => Some(0),
         Framing::Chunked | Framing::UntilClose => None,
     };
-    let action = lock(&shared.faults).chaos.decide(&method, &path, length);
+    let (held, action) = {
+        let mut faults = lock(&shared.faults);
+        faults.holds.retain(|h| h.is_armed());
+        match faults.holds.iter().find(|h| h.take(&method, &path, length)) {
+            Some(h) => (Some(h.clone()), Action::Forward),
+            None => (None, faults.chaos.decide(&method, &path, length)),
+        }
+    };
     if let Action::Error(status) = action {
         copy_framed(reader, &mut io::sink(), framing)?;
         write_error(writer, status, Vec::new(), client_close)?;
@@ -302,17 +342,23 @@ fn serve_one(
         head.remove(hop);
     }
     let mut forwarded = 0;
+    let mut killed = false;
     let sent = (|| {
         let mut up = Counting::new(BufWriter::with_capacity(64 * 1024, &upstream));
         head.write_to(&mut up.inner)?;
-        match action {
-            Action::CutAfter(n) => copy_framed(reader, &mut up, Framing::Length(n))?,
+        match (action, &held, length) {
+            (Action::CutAfter(n), _, _) => copy_framed(reader, &mut up, Framing::Length(n))?,
+            (_, Some(held), Some(len)) => {
+                let decision = held.forward(reader, &mut up, len, |up| up.count);
+                forwarded = up.count;
+                killed = decision? == Decision::Kill;
+            }
             _ => copy_framed(reader, &mut up, framing)?,
         }
         forwarded = up.count;
         up.inner.flush()
     })();
-    if let Action::CutAfter(_) = action {
+    if matches!(action, Action::CutAfter(_)) || killed {
         // The registry sees its request end early; the client, a connection reset without an
         // answer (the rest of its body is never read).
         let _ = upstream.shutdown(Shutdown::Both);

@@ -17,7 +17,7 @@ const MIB: u64 = 1 << 20;
 
 /// Where a cut upload of the big image's blob goes: its upload sessions (PATCH while staged,
 /// PUT when uploaded in one go).
-const BIG_UPLOADS: &str = "/v2/sensei/big/blobs/uploads/";
+pub(super) const BIG_UPLOADS: &str = "/v2/sensei/big/blobs/uploads/";
 
 /// The requests that carried (part of) the big blob to the big image's upload sessions, in
 /// order (its config, a few hundred bytes, goes there too).

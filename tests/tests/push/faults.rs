@@ -2,6 +2,9 @@
 //! already staged), a staged session lost at commit is uploaded again, 503s and 429s are ridden
 //! through, and a registry killed mid-push is survived or, run again, completed.
 
+use std::process::Child;
+
+use super::chaos::BIG_UPLOADS;
 use super::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -278,128 +281,182 @@ fn rides_through_503s_on_uploads_manifests_and_checks() {
     }
 }
 
-/// Files named `data` under an `_uploads` directory of the registry's storage: the blob
-/// uploads in progress, and their sizes.
-fn uploads_in_progress(dir: &Path) -> u64 {
-    let mut biggest = 0;
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    for entry in read.flatten() {
-        let path = entry.path();
-        let Ok(meta) = entry.metadata() else { continue };
-        if meta.is_dir() {
-            biggest = biggest.max(uploads_in_progress(&path));
-        } else if path.file_name().is_some_and(|n| n == "data")
-            && path.components().any(|c| c.as_os_str() == "_uploads")
-        {
-            biggest = biggest.max(meta.len());
+/// The failure guard on every wait for an event below: far longer than any of them takes, so
+/// reaching it means the event is not coming.
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Where the big blob is held: after this many bytes of its staged PATCH.
+const HELD_AT: u64 = 16 << 20;
+
+/// A push in the background, killed if the test fails before it ends (no stray process
+/// streaming into the next test's registry).
+struct Background(Option<Child>);
+
+impl Background {
+    fn spawn(cmd: &mut Command) -> Self {
+        Self(Some(cmd.spawn().unwrap()))
+    }
+
+    fn output(mut self) -> Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+
+    fn kill(mut self) {
+        let mut child = self.0.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
-    biggest
 }
 
-/// Waits until the registry has received `bytes` of some upload.
-fn wait_for_upload(registry: &Registry, bytes: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while uploads_in_progress(&registry.storage_dir()) < bytes {
-        assert!(Instant::now() < deadline, "no upload reached {bytes} bytes");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// 256 MiB: long enough to upload that the registry can be killed in the middle.
-const BIG: u64 = 256 * 1024 * 1024;
-
-#[test]
-fn a_registry_killed_mid_push_is_ridden_through_and_an_interrupted_push_completes_later() {
-    let b = Built::with_options(&FixtureOptions {
-        big_layer_bytes: BIG,
-        ..FixtureOptions::default()
-    });
-    let expected = Expected::of(&b);
-
-    // 1. The registry dies mid-upload and comes back within the retry window: the same push
-    //    completes.
-    let registry = Registry::plain();
-    let proxy = FaultProxy::in_front_of(&registry);
-    let child = push_cmd(&b, &b.tar, &proxy.host(), &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_upload(&registry, 16 << 20);
-    registry.kill();
-    std::thread::sleep(Duration::from_millis(500));
-    registry.start();
-    let out = child.wait_with_output().unwrap();
-    let report = pushed(&out);
-    assert!(
-        proxy.requests().iter().any(|r| r.status == 502),
-        "the kill was not seen: {:#?}",
-        proxy.requests()
-    );
-    assert!(counts(&report, "bytesSent") > report["blobBytes"].as_u64().unwrap());
-    assert_landed(&registry, &registry.host(), &expected, "");
-
-    // 2. The registry and the push both die mid-upload; the next push uploads exactly the
-    //    blobs the registry does not hold yet (the big one among them) and skips the rest.
-    let registry = Registry::plain();
-    let proxy = FaultProxy::in_front_of(&registry);
-    let mut child = push_cmd(&b, &b.tar, &proxy.host(), &[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Both die once every other image is in (its blobs committed right after verification,
-    // its tag as soon as they were) while the big blob still streams into its session (opened
-    // while verifying). Not amid those small writes: a registry killed while writing a link
-    // file leaves it empty, and docker-registry then answers 500 for that blob or tag.
+/// Waits, on the proxy's log, until the registry has answered 201 to everything the push
+/// writes before the big blob's commit: the tag of every other image and chart (each put
+/// once everything below it was in), and every other blob of the big image (its config, the
+/// base layer mounted or uploaded into it). From then on the only write in flight is the
+/// held PATCH: a registry killed now is killed mid-blob and amid nothing else (a registry
+/// killed while writing a link file leaves it empty, and docker-registry then answers 500 for
+/// that blob or tag). Checked against the registry itself (each tag names the digest
+/// `bundle.json` gives; the big image has none) before returning.
+fn wait_until_all_but_the_big_blob_is_in(
+    proxy: &FaultProxy,
+    registry: &Registry,
+    b: &Built,
+    expected: &Expected,
+    big: &str,
+) {
     let others: Vec<(String, String)> = expected
         .targets("")
         .into_iter()
-        .filter_map(|(t, _)| {
-            let (repo, tag) = t.rsplit_once(':')?;
-            (repo != "sensei/big").then(|| (repo.to_owned(), tag.to_owned()))
+        .filter(|(t, _)| !t.starts_with("sensei/big:"))
+        .collect();
+    let tag_puts: Vec<String> = others
+        .iter()
+        .map(|(t, _)| {
+            let (repo, tag) = t.rsplit_once(':').unwrap();
+            format!("/v2/{repo}/manifests/{tag}")
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while uploads_in_progress(&registry.storage_dir()) < 64 << 20
-        || others
-            .iter()
-            .any(|(repo, tag)| !registry.tags(repo).contains(tag))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the other images were not in while the big blob was still uploading"
+    let image = b.fixtures.image("big:1.0.0").unwrap();
+    let small: Vec<&str> = image
+        .blobs
+        .iter()
+        .map(|d| d.trim_start_matches("sha256:"))
+        .filter(|hex| *hex != big && format!("sha256:{hex}") != image.digest)
+        .collect();
+    assert!(!small.is_empty() && small.len() + 2 == image.blobs.len());
+    let answered = |log: &[rig::Logged], method: &str, path: &dyn Fn(&str) -> bool| {
+        log.iter()
+            .any(|r| r.method == method && r.status == 201 && path(&r.path))
+    };
+    proxy.wait_for(
+        WAIT,
+        "every other image and chart tagged and the big image's other blobs in",
+        |log| {
+            tag_puts
+                .iter()
+                .all(|p| answered(log, "PUT", &|path| path == p))
+                && small.iter().all(|hex| {
+                    let into_big = |path: &str| path.starts_with(BIG_UPLOADS) && path.contains(hex);
+                    answered(log, "PUT", &into_big) || answered(log, "POST", &into_big)
+                })
+        },
+    );
+    for (target, digest) in &others {
+        assert_eq!(
+            registry.manifest_digest(target).as_ref(),
+            Some(digest),
+            "{target}"
         );
-        std::thread::sleep(Duration::from_millis(5));
     }
+    assert!(registry.tags("sensei/big").is_empty());
+}
+
+/// A registry that dies in the middle of a blob, and comes back, is ridden through by the same
+/// push; when the push dies with it, the next push sends exactly the blobs the registry lacks.
+///
+/// Driven by events, not timing: the proxy holds the big blob's PATCH after [`HELD_AT`] bytes
+/// until the test lets it go, so every run kills the registry (and the push) mid-blob with
+/// everything else already in.
+#[test]
+fn a_registry_killed_mid_push_is_ridden_through_and_an_interrupted_push_completes_later() {
+    let b = with_big_layer();
+    let big = biggest_blob(&b);
+    let expected = Expected::of(&b);
+
+    // 1. The registry dies mid-blob and comes back within the retry window: the same push
+    //    completes.
+    let registry = Registry::plain();
+    let proxy = FaultProxy::in_front_of(&registry);
+    let hold = proxy.hold_upload_after(HELD_AT, BIG_UPLOADS);
+    let child = Background::spawn(
+        push_cmd(&b, &b.tar, &proxy.host(), &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let held = hold.wait_reached(WAIT);
+    wait_until_all_but_the_big_blob_is_in(&proxy, &registry, &b, &expected, &big);
     registry.kill();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // The rest of the held body meets a dead registry (502, connection closed); the push asks
+    // again and finds it down (502: the proxy cannot connect). Only then does it come back.
+    hold.release();
+    proxy.wait_for(
+        WAIT,
+        "the held PATCH and a retry to meet the registry down",
+        |log| {
+            log.iter().any(|r| r.path == held && r.status == 502)
+                && log.iter().filter(|r| r.status == 502).count() >= 2
+        },
+    );
+    registry.start();
+    let out = child.output();
+    let report = pushed(&out);
+    // The held attempt's bytes were sent for nothing: the blob went again.
+    assert!(counts(&report, "bytesSent") > report["blobBytes"].as_u64().unwrap());
+    assert_landed(&registry, &registry.host(), &expected, "");
+
+    // 2. The registry and the push both die mid-blob; the next push uploads exactly the blobs
+    //    the registry does not hold yet (the big one) and skips the rest.
+    let registry = Registry::plain();
+    let proxy = FaultProxy::in_front_of(&registry);
+    let hold = proxy.hold_upload_after(HELD_AT, BIG_UPLOADS);
+    let child = Background::spawn(
+        push_cmd(&b, &b.tar, &proxy.host(), &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    hold.wait_reached(WAIT);
+    wait_until_all_but_the_big_blob_is_in(&proxy, &registry, &b, &expected, &big);
+    registry.kill();
+    child.kill();
+    hold.kill();
     registry.start();
     assert!(
         registry.tags("sensei/big").is_empty(),
         "tagged before its blobs were in"
     );
-    let layers_and_configs = blob_digests(&b);
-    let stored = stored_blobs(&registry);
-    let missing = layers_and_configs.difference(&stored).count();
-    assert!(
-        missing >= 1 && missing < layers_and_configs.len(),
-        "{missing} of {} blobs missing",
-        layers_and_configs.len()
-    );
+    // What the registry's storage holds, against the bundle's own list of blobs.
+    let missing: BTreeSet<String> = blob_digests(&b)
+        .difference(&stored_blobs(&registry))
+        .cloned()
+        .collect();
+    assert_eq!(missing, BTreeSet::from([format!("sha256:{big}")]));
     proxy.clear_log();
     let report = pushed(&push(&b, &b.tar, &proxy.host(), &[]));
     assert_eq!(
         proxy.count("PUT", "/blobs/uploads/"),
-        missing,
+        missing.len(),
         "{:#?}",
         proxy.requests()
     );
-    assert_eq!(counts(&report, "blobsUploaded"), missing as u64);
+    assert_eq!(counts(&report, "blobsUploaded"), missing.len() as u64);
     assert!(counts(&report, "blobsPresent") > 0);
     assert_landed(&registry, &registry.host(), &expected, "");
 }

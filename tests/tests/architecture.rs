@@ -531,13 +531,22 @@ fn no_module_imports_a_module_that_imports_it_back() {
         "only {checked} modules found under {}: is the scanner broken?",
         root.display()
     );
-    let new: Vec<&String> = found.iter().filter(|c| !KNOWN.contains(&c.as_str())).collect();
-    let fixed: Vec<&&str> = KNOWN.iter().filter(|k| !found.iter().any(|c| c == *k)).collect();
+    let new: Vec<&String> = found
+        .iter()
+        .filter(|c| !KNOWN.contains(&c.as_str()))
+        .collect();
+    let fixed: Vec<&&str> = KNOWN
+        .iter()
+        .filter(|k| !found.iter().any(|c| c == *k))
+        .collect();
     assert!(
         new.is_empty(),
         "import cycles between modules (move what both need into a leaf module, or into \
          sensei-core's content model):\n{}",
-        new.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("\n")
+        new.iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(
         fixed.is_empty(),

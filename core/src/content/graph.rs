@@ -132,7 +132,7 @@ pub enum ContentError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContentGraph {
     nodes: BTreeMap<Digest, Node>,
-    /// The tops walked from, in the order given, with the type they were declared as.
+    /// The tops walked from, each once, in the order given.
     tops: Vec<Digest>,
 }
 

@@ -1,8 +1,9 @@
 //! Local Helm charts, turned into the two blobs of a Helm OCI artifact.
 //!
 //! A bundle stores each chart the way `helm push` does: a config blob (Chart.yaml as JSON, media
-//! type [`CHART_CONFIG_MEDIA_TYPE`]) and a content blob (the packaged `.tgz`, media type
-//! [`CHART_CONTENT_MEDIA_TYPE`]). This module produces both from
+//! type [`HELM_CONFIG`](sensei_core::content::HELM_CONFIG)) and a content blob (the packaged
+//! `.tgz`, media type [`HELM_CHART_CONTENT`](sensei_core::content::HELM_CHART_CONTENT)). This
+//! module produces both from
 //!
 //! - a chart directory ([`package_dir`]): packaged deterministically, so the same sources and the
 //!   same `mtime` always give the same bytes and therefore the same digest, whatever the files'
@@ -26,11 +27,6 @@ use std::path::PathBuf;
 
 pub use package::package_dir;
 pub use read::{from_tgz_bytes, read_tgz};
-
-/// Media type of a Helm chart's OCI config blob (Chart.yaml as JSON).
-pub const CHART_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
-/// Media type of a Helm chart's OCI content layer (the packaged `.tgz`).
-pub const CHART_CONTENT_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 
 /// Upper bound on a chart: the sum of its file sizes when packaging a directory, and the size of
 /// the `.tgz` when reading one. Charts are text; anything near this is a mistake (a stray binary,

@@ -7,19 +7,21 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sensei_core::archive::{OutputCompression, TarWriter};
+use sensei_core::content::{Entry, entries};
 use sensei_core::digest::{Digest, Hasher};
 use sensei_core::manifest::{
-    BundleManifest, Compat, FileEntry, LOAD_SCRIPT_FILE, MANIFEST_FILE, MEDIA_TYPE, SCHEMA_VERSION,
-    SIGNATURE_FILE, file_mode,
+    BundleManifest, Compat, FileEntry, MANIFEST_FILE, MEDIA_TYPE, SCHEMA_VERSION, SIGNATURE_FILE,
+    file_mode,
 };
-use sensei_core::oci::{INDEX_FILE, OCI_INDEX, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE};
+use sensei_core::oci::{OCI_INDEX, OCI_LAYOUT_CONTENT};
 use sensei_core::outfile::TempFile;
 use sensei_core::progress::Reporter;
 use sensei_core::signature::{KeyId, PrivateKey, signature_file_bytes};
 use serde::Serialize;
 
+use crate::blob::{BlobData, RemoteBlob};
 use crate::error::{BundleError, InputError, IntegrityError};
-use crate::plan::{BlobData, Plan};
+use crate::plan::Plan;
 
 /// The seed's manual path, shipped at the root of every bundle.
 pub const LOAD_SCRIPT: &str = include_str!("load-images.sh");
@@ -50,7 +52,7 @@ pub(crate) enum Source<'a> {
     Bytes(&'a [u8]),
     File(&'a Path),
     /// Still in a registry: only the in-place writer takes these (it fetches them itself).
-    Remote(&'a crate::remote::RemoteBlob),
+    Remote(&'a RemoteBlob),
 }
 
 pub(crate) struct PlannedFile<'a> {
@@ -70,40 +72,51 @@ pub fn index_json(plan: &Plan) -> Vec<u8> {
     serde_json::to_vec(&index).unwrap_or_default()
 }
 
-/// The list of files in archive order with their sources (`bundle.json` and `bundle.sig`, which
-/// come first, aside).
-pub(crate) fn layout_files<'a>(plan: &'a Plan, index: &'a [u8]) -> Vec<PlannedFile<'a>> {
-    let bytes_file = |path: &str, data: &'a [u8]| PlannedFile {
+/// The list of files in archive order (`sensei_core::content::entries`, the one definition of
+/// it) with their sources (`bundle.json` and `bundle.sig`, which come first, aside).
+pub(crate) fn layout_files<'a>(
+    plan: &'a Plan,
+    index: &'a [u8],
+) -> Result<Vec<PlannedFile<'a>>, BundleError> {
+    let bytes_file = |path: String, data: &'a [u8]| PlannedFile {
         entry: FileEntry {
-            path: path.to_owned(),
             size: data.len() as u64,
             sha256: Digest::of(data).hex(),
+            path,
         },
         source: Source::Bytes(data),
         needed_by: "",
     };
-    let mut files = vec![
-        bytes_file(OCI_LAYOUT_FILE, OCI_LAYOUT_CONTENT),
-        bytes_file(INDEX_FILE, index),
-    ];
-    for blob in plan.ordered_blobs() {
-        let source = match &blob.data {
-            BlobData::Bytes(b) => Source::Bytes(b),
-            BlobData::File(p) | BlobData::Stored(p) => Source::File(p),
-            BlobData::Remote(r) => Source::Remote(r),
-        };
-        files.push(PlannedFile {
-            entry: FileEntry {
-                path: blob.digest.blob_path(),
-                size: blob.size,
-                sha256: blob.digest.hex(),
-            },
-            source,
-            needed_by: &blob.needed_by,
-        });
-    }
-    files.push(bytes_file(LOAD_SCRIPT_FILE, LOAD_SCRIPT.as_bytes()));
-    files
+    entries(&plan.content)
+        .into_iter()
+        .map(|e| {
+            let d = match e {
+                Entry::OciLayout => return Ok(bytes_file(e.path(), OCI_LAYOUT_CONTENT)),
+                Entry::IndexJson => return Ok(bytes_file(e.path(), index)),
+                Entry::LoadScript => return Ok(bytes_file(e.path(), LOAD_SCRIPT.as_bytes())),
+                Entry::Blob(d) => d,
+            };
+            let blob = plan.blobs.get(&d).ok_or_else(|| {
+                InputError::Other(format!(
+                    "internal error: blob {d} is ordered but not planned"
+                ))
+            })?;
+            let source = match &blob.data {
+                BlobData::Bytes(b) => Source::Bytes(b),
+                BlobData::File(p) | BlobData::Stored(p) => Source::File(p),
+                BlobData::Remote(r) => Source::Remote(r),
+            };
+            Ok(PlannedFile {
+                entry: FileEntry {
+                    path: e.path(),
+                    size: blob.size,
+                    sha256: blob.digest.hex(),
+                },
+                source,
+                needed_by: &blob.needed_by,
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn manifest_bytes(
@@ -141,7 +154,7 @@ pub fn write_bundle(
     reporter: &dyn Reporter,
 ) -> Result<Written, BundleError> {
     let index = index_json(plan);
-    let files = layout_files(plan, &index);
+    let files = layout_files(plan, &index)?;
     if let Some(f) = files.iter().find(|f| matches!(f.source, Source::Remote(_))) {
         return Err(InputError::Other(format!(
             "internal error: blob {} of {} was planned but never fetched",

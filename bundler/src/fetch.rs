@@ -12,8 +12,9 @@ use sensei_core::progress::Reporter;
 use sensei_registry::{FileSink, Registry};
 use serde::Serialize;
 
+use crate::blob::BlobData;
 use crate::error::BundleError;
-use crate::plan::{BlobData, Plan};
+use crate::plan::Plan;
 
 /// What fetching did.
 #[derive(Debug, Clone, Copy, Default, Serialize)]

@@ -14,7 +14,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::{StreamExt, TryStreamExt};
-use sensei_core::archive::{Header, PlainLayout};
+use sensei_core::archive::Header;
+use sensei_core::content::{BundleLayout, Span};
 use sensei_core::digest::{Digest, Hasher};
 use sensei_core::manifest::{MANIFEST_FILE, SIGNATURE_FILE, file_mode};
 use sensei_core::outfile::{TempFile, parent_dir};
@@ -22,6 +23,7 @@ use sensei_core::progress::Reporter;
 use sensei_core::signature::signature_file_bytes;
 use sensei_registry::{BlobSink, Registry};
 
+use crate::blob::RemoteBlob;
 use crate::create::{
     PlannedFile, Source, WriteOptions, Written, index_json, layout_files, manifest_bytes,
     set_readable, still_replaceable,
@@ -43,18 +45,14 @@ pub async fn write_tar_in_place(
     reporter: &dyn Reporter,
 ) -> Result<(Written, Fetched), BundleError> {
     let index = index_json(plan);
-    let files = layout_files(plan, &index);
+    let files = layout_files(plan, &index)?;
     let manifest = manifest_bytes(plan, &files)?;
     let signatures: Vec<_> = opts.keys.iter().map(|k| k.sign(&manifest)).collect();
     let sig_bytes = signature_file_bytes(&signatures);
-    let head = [
-        (MANIFEST_FILE, &manifest[..]),
-        (SIGNATURE_FILE, &sig_bytes[..]),
-    ];
-    let layout = PlainLayout::of(
-        head.iter()
-            .map(|(_, b)| b.len() as u64)
-            .chain(files.iter().map(|f| f.entry.size)),
+    let layout = BundleLayout::new(
+        manifest.len() as u64,
+        sig_bytes.len() as u64,
+        files.iter().map(|f| f.entry.size),
     );
 
     let dir = parent_dir(out);
@@ -67,15 +65,19 @@ pub async fn write_tar_in_place(
     // Reserve the whole archive now: a disk that cannot hold it fails here, before any
     // download, and the file is laid out in one piece. (Where the filesystem cannot
     // preallocate, a sparse file of the right length does the same but for the early failure.)
-    reserve(file, layout.total).map_err(BundleError::io(tmp.path()))?;
+    reserve(file, layout.total()).map_err(BundleError::io(tmp.path()))?;
     let mtime = plan.created.as_second().max(0) as u64;
-    let header = |i: usize, path: &str, size: u64| -> io::Result<()> {
+    let header = |at: Span, path: &str, size: u64| -> io::Result<()> {
         let h = Header::encode_regular(path, size, file_mode(path), mtime);
-        file.write_all_at(&h, layout.headers[i])
+        file.write_all_at(&h, at.header)
     };
-    for (i, (path, bytes)) in head.iter().enumerate() {
-        header(i, path, bytes.len() as u64).map_err(BundleError::io(tmp.path()))?;
-        file.write_all_at(bytes, layout.data(i))
+    let head = [
+        (layout.manifest(), MANIFEST_FILE, &manifest[..]),
+        (layout.signature(), SIGNATURE_FILE, &sig_bytes[..]),
+    ];
+    for (at, path, bytes) in head {
+        header(at, path, bytes.len() as u64).map_err(BundleError::io(tmp.path()))?;
+        file.write_all_at(bytes, at.data)
             .map_err(BundleError::io(tmp.path()))?;
     }
     // The end marker and padding are the zeros the reserved file already holds.
@@ -84,17 +86,17 @@ pub async fn write_tar_in_place(
     reporter.start("write", Some(total));
     let mut remote = vec![];
     for (i, f) in files.iter().enumerate() {
-        let at = i + head.len();
+        let at = layout.file(i);
         header(at, &f.entry.path, f.entry.size).map_err(BundleError::io(tmp.path()))?;
         match f.source {
             Source::Bytes(b) => {
-                file.write_all_at(b, layout.data(at))
+                file.write_all_at(b, at.data)
                     .map_err(BundleError::io(tmp.path()))?;
                 reporter.advance(f.entry.size);
             }
-            Source::File(p) => copy_checked(f, p, file, layout.data(at), opts.cancel, reporter)
+            Source::File(p) => copy_checked(f, p, file, at.data, opts.cancel, reporter)
                 .map_err(|e| cancelled_or(e, opts.cancel, out))?,
-            Source::Remote(r) => remote.push((f, r, layout.data(at))),
+            Source::Remote(r) => remote.push((f, r, at.data)),
         }
     }
 
@@ -121,7 +123,7 @@ pub async fn write_tar_in_place(
     Ok((
         Written {
             path: out.to_owned(),
-            bytes: layout.total,
+            bytes: layout.total(),
             manifest_digest: Digest::of(&manifest),
             signers: opts.keys.iter().map(|k| k.public().id().clone()).collect(),
             files: files.len() + 2,
@@ -200,7 +202,7 @@ fn copy_checked(
 async fn fetch_at(
     registry: &Registry,
     f: &PlannedFile<'_>,
-    remote: &crate::remote::RemoteBlob,
+    remote: &RemoteBlob,
     file: &File,
     offset: u64,
     reporter: &dyn Reporter,

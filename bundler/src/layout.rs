@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use sensei_core::digest::{Digest, digest_reader};
 use sensei_core::oci::{Descriptor, INDEX_FILE, Index, MAX_MANIFEST_BYTES};
 
+use crate::blob::BlobData;
 use crate::error::{BundleError, InputError, IntegrityError};
+use crate::walk::ImageSource;
 
 /// An opened OCI image layout directory.
 #[derive(Debug)]
@@ -182,7 +184,7 @@ pub struct LayoutImage<'a> {
     pub reference: &'a str,
 }
 
-impl crate::walk::ImageSource for LayoutImage<'_> {
+impl ImageSource for LayoutImage<'_> {
     async fn manifest(&self, desc: &Descriptor) -> Result<Vec<u8>, BundleError> {
         self.layout.read_small(desc, self.reference)
     }
@@ -191,7 +193,7 @@ impl crate::walk::ImageSource for LayoutImage<'_> {
         self.layout.read_small(desc, self.reference)
     }
 
-    fn layer(&self, layer: &Descriptor) -> Result<crate::plan::BlobData, BundleError> {
+    fn layer(&self, layer: &Descriptor) -> Result<BlobData, BundleError> {
         let path = self.layout.blob_path(&layer.digest);
         let meta = std::fs::metadata(&path).map_err(|e| InputError::Layout {
             dir: self.layout.dir().to_owned(),
@@ -213,6 +215,6 @@ impl crate::walk::ImageSource for LayoutImage<'_> {
             }
             .into());
         }
-        Ok(crate::plan::BlobData::File(path))
+        Ok(BlobData::File(path))
     }
 }

@@ -6,6 +6,7 @@
 //! [`sensei_core::progress::Reporter`].
 #![forbid(unsafe_code)]
 
+pub mod blob;
 pub mod build;
 pub mod chart;
 pub mod create;

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
 use sensei_core::compat::CompatRule;
+use sensei_core::content::{ContentGraph, HELM_CHART_CONTENT, HELM_CONFIG};
 use sensei_core::digest::Digest;
 use sensei_core::manifest::{ChartEntry, ImageEntry};
 use sensei_core::oci::{self, Descriptor, REF_NAME_ANNOTATION};
@@ -15,46 +15,12 @@ use sensei_core::time::BundleTime;
 use sensei_registry::Registry;
 use serde::Serialize;
 
-use crate::chart::{self, CHART_CONFIG_MEDIA_TYPE, CHART_CONTENT_MEDIA_TYPE, PackagedChart};
+use crate::blob::{BlobData, Blobs, Held, PlannedBlob, add_blob};
+use crate::chart::{self, PackagedChart};
 use crate::error::{BundleError, InputError};
 use crate::layout::{Layout, LayoutImage};
-use crate::remote::{self, RegistryImage, RemoteBlob};
-use crate::walk::{Blobs, Walker, add_blob};
-
-/// Where a blob sits in the archive: children before parents, so one pass can load it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum BlobKind {
-    Layer,
-    Config,
-    Manifest,
-    /// An index; the number is its nesting height (1 = lists manifests only).
-    Index(u32),
-}
-
-/// Where a planned blob's bytes are.
-#[derive(Debug, Clone)]
-pub enum BlobData {
-    /// A file whose contents must hash to the digest (checked while the archive is written).
-    File(PathBuf),
-    /// Bytes produced or already checked while planning (manifests, configs, charts).
-    Bytes(Arc<[u8]>),
-    /// A layer still in a registry; fetched (and checked) before the archive is written.
-    Remote(Arc<RemoteBlob>),
-    /// A fetched layer in the build's temporary store, already checked against its digest.
-    Stored(PathBuf),
-}
-
-#[derive(Debug, Clone)]
-pub struct PlannedBlob {
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
-    pub kind: BlobKind,
-    pub data: BlobData,
-    /// The first image or chart that needs it, for error messages.
-    pub needed_by: String,
-}
+use crate::remote::{self, RegistryImage};
+use crate::walk::Walker;
 
 /// A fully resolved bundle, ready to write.
 #[derive(Debug, Clone)]
@@ -68,7 +34,10 @@ pub struct Plan {
     pub charts: Vec<ChartEntry>,
     /// Descriptors for the bundle's `index.json`, one per image and chart.
     pub index: Vec<Descriptor>,
-    pub blobs: BTreeMap<Digest, PlannedBlob>,
+    pub blobs: Blobs,
+    /// What each blob is to the images and charts, and so the order they are written in
+    /// (`sensei_core::content`): built from `blobs` once every image and chart is in.
+    pub content: ContentGraph,
     /// Each image's own bytes (all its blobs, shared ones counted in every image), by reference.
     pub image_bytes: BTreeMap<String, u64>,
 }
@@ -86,13 +55,6 @@ pub struct PlanOptions {
 impl Plan {
     pub fn total_bytes(&self) -> u64 {
         self.blobs.values().map(|b| b.size).sum()
-    }
-
-    /// Blobs in archive order: layers, configs, manifests, then indexes by height; by digest within each.
-    pub fn ordered_blobs(&self) -> Vec<&PlannedBlob> {
-        let mut v: Vec<&PlannedBlob> = self.blobs.values().collect();
-        v.sort_by_key(|b| (b.kind, b.digest));
-        v
     }
 
     fn add_blob(&mut self, blob: PlannedBlob) {
@@ -187,7 +149,8 @@ pub async fn plan(
         images: vec![],
         charts: vec![],
         index: vec![],
-        blobs: BTreeMap::new(),
+        blobs: Blobs::new(),
+        content: ContentGraph::default(),
         image_bytes: BTreeMap::new(),
     };
     let mut wanted: Vec<Wanted> = spec
@@ -233,7 +196,26 @@ pub async fn plan(
     plan.images.sort_by(|a, b| a.reference.cmp(&b.reference));
     plan.charts.sort_by(|a, b| a.reference.cmp(&b.reference));
     plan.index.sort_by(|a, b| a.ref_name().cmp(&b.ref_name()));
+    plan.content = content_of(&plan)?;
     Ok(plan)
+}
+
+/// The content graph of a plan, walked from its `index.json` like a loader walks the bundle.
+/// Every blob planned must be reached, or it would not be written: a mismatch is our bug.
+fn content_of(plan: &Plan) -> Result<ContentGraph, BundleError> {
+    let internal = |e: String| InputError::Other(format!("internal error: the plan {e}"));
+    let tops = plan.index.iter().map(|d| (d.digest, d.media_type.as_str()));
+    let content = ContentGraph::build(tops, &Held(&plan.blobs))
+        .map_err(|e| internal(format!("does not add up: {e}")))?;
+    if content.len() != plan.blobs.len() {
+        return Err(internal(format!(
+            "holds {} blobs, but its images and charts reach {}",
+            plan.blobs.len(),
+            content.len()
+        ))
+        .into());
+    }
+    Ok(content)
 }
 
 fn discover_error(e: crate::discover::DiscoverError) -> BundleError {
@@ -435,23 +417,13 @@ pub fn add_chart(plan: &mut Plan, chart: PackagedChart, origin: String) -> Resul
         ))
         .into());
     }
-    let config = blob_bytes(
-        chart.config_json,
-        CHART_CONFIG_MEDIA_TYPE,
-        BlobKind::Config,
-        &reference,
-    );
-    let content = blob_bytes(
-        chart.content_tgz,
-        CHART_CONTENT_MEDIA_TYPE,
-        BlobKind::Layer,
-        &reference,
-    );
+    let config = blob_bytes(chart.config_json, HELM_CONFIG, false, &reference);
+    let content = blob_bytes(chart.content_tgz, HELM_CHART_CONTENT, false, &reference);
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": oci::OCI_MANIFEST,
-        "config": {"mediaType": CHART_CONFIG_MEDIA_TYPE, "digest": config.digest, "size": config.size},
-        "layers": [{"mediaType": CHART_CONTENT_MEDIA_TYPE, "digest": content.digest, "size": content.size}],
+        "config": {"mediaType": HELM_CONFIG, "digest": config.digest, "size": config.size},
+        "layers": [{"mediaType": HELM_CHART_CONTENT, "digest": content.digest, "size": content.size}],
         "annotations": {
             "org.opencontainers.image.title": chart.name,
             "org.opencontainers.image.version": chart.version.to_string(),
@@ -459,12 +431,7 @@ pub fn add_chart(plan: &mut Plan, chart: PackagedChart, origin: String) -> Resul
     });
     let manifest_bytes =
         serde_json::to_vec(&manifest).map_err(|e| InputError::Other(e.to_string()))?;
-    let manifest = blob_bytes(
-        manifest_bytes,
-        oci::OCI_MANIFEST,
-        BlobKind::Manifest,
-        &reference,
-    );
+    let manifest = blob_bytes(manifest_bytes, oci::OCI_MANIFEST, true, &reference);
     plan.index.push(index_descriptor(
         oci::OCI_MANIFEST,
         manifest.digest,
@@ -484,12 +451,12 @@ pub fn add_chart(plan: &mut Plan, chart: PackagedChart, origin: String) -> Resul
     Ok(())
 }
 
-fn blob_bytes(bytes: Vec<u8>, media_type: &str, kind: BlobKind, needed_by: &str) -> PlannedBlob {
+fn blob_bytes(bytes: Vec<u8>, media_type: &str, is_manifest: bool, needed_by: &str) -> PlannedBlob {
     PlannedBlob {
         digest: Digest::of(&bytes),
         size: bytes.len() as u64,
         media_type: media_type.to_owned(),
-        kind,
+        is_manifest,
         data: BlobData::Bytes(bytes.into()),
         needed_by: needed_by.to_owned(),
     }

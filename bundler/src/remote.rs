@@ -4,23 +4,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use sensei_core::content::{HELM_CHART_CONTENT, chart_tag};
 use sensei_core::oci::{Descriptor, MAX_MANIFEST_BYTES, Manifest};
 use sensei_core::spec::ImageRef;
 use sensei_registry::{FetchedManifest, Registry, Repo};
 
-use crate::chart::{CHART_CONTENT_MEDIA_TYPE, MAX_CHART_BYTES, PackagedChart};
+use crate::blob::{BlobData, RemoteBlob};
+use crate::chart::{MAX_CHART_BYTES, PackagedChart};
 use crate::error::{BundleError, InputError};
-use crate::plan::BlobData;
 use crate::walk::ImageSource;
 
 /// Docker Hub's API host; `docker.io` itself only redirects.
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
-
-/// A layer to fetch from a registry when the bundle is written.
-#[derive(Debug, Clone)]
-pub struct RemoteBlob {
-    pub repo: Repo,
-}
 
 /// Where to pull `image` from: a mirror named in the spec for its registry, else the registry.
 pub fn pull_repo(image: &ImageRef, mirrors: &BTreeMap<String, String>) -> Repo {
@@ -149,8 +144,7 @@ pub async fn fetch_oci_chart(
         .split_once('/')
         .ok_or_else(|| bad("has no repository path after the host".into()))?;
     let repo = Repo::new(host, path.trim_end_matches('/'));
-    // OCI tags can't hold '+', so Helm writes build metadata with '_'.
-    let tag = version.replace('+', "_");
+    let tag = chart_tag(version);
     let registry_error = |source| BundleError::Registry {
         reference: label.clone(),
         source: Box::new(source),
@@ -168,10 +162,10 @@ pub async fn fetch_oci_chart(
     let content = manifest
         .layers
         .iter()
-        .find(|l| l.media_type == CHART_CONTENT_MEDIA_TYPE)
+        .find(|l| l.media_type == HELM_CHART_CONTENT)
         .ok_or_else(|| {
             bad(format!(
-                "manifest {} has no layer of type {CHART_CONTENT_MEDIA_TYPE}; is it a Helm chart?",
+                "manifest {} has no layer of type {HELM_CHART_CONTENT}; is it a Helm chart?",
                 top.digest
             ))
         })?;

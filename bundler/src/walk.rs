@@ -2,7 +2,6 @@
 //! its bytes (a local OCI layout or a registry): applies the platform filter, keeps the
 //! publisher's index bytes when every platform is kept, and lists every blob the image needs.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,8 +10,8 @@ use sensei_core::digest::Digest;
 use sensei_core::oci::{self, ConfigPlatform, Descriptor, Index, Manifest};
 use sensei_core::spec::Platform;
 
+use crate::blob::{BlobData, Blobs, PlannedBlob, add_blob};
 use crate::error::{BundleError, InputError};
-use crate::plan::{BlobData, BlobKind, PlannedBlob};
 
 /// Nesting allowed for indexes of indexes.
 const MAX_INDEX_DEPTH: u32 = 4;
@@ -33,17 +32,6 @@ pub trait ImageSource: Sync {
     fn layer(&self, desc: &Descriptor) -> Result<BlobData, BundleError>;
 }
 
-/// The blobs one image needs, by digest.
-pub type Blobs = BTreeMap<Digest, PlannedBlob>;
-
-/// Adds a blob, keeping the lowest kind when two roles share one digest.
-pub fn add_blob(blobs: &mut Blobs, blob: PlannedBlob) {
-    blobs
-        .entry(blob.digest)
-        .and_modify(|b| b.kind = b.kind.min(blob.kind))
-        .or_insert(blob);
-}
-
 /// What an image resolved to.
 #[derive(Debug)]
 pub struct Resolved {
@@ -53,7 +41,6 @@ pub struct Resolved {
     pub platforms: Vec<oci::Platform>,
     /// Set when the platform filter dropped some of the publisher's index.
     pub filtered_from: Option<Digest>,
-    pub height: u32,
 }
 
 #[derive(Debug)]
@@ -142,10 +129,8 @@ impl<S: ImageSource> Walker<'_, S> {
             )));
         }
         let mut platforms = vec![];
-        let mut height = 1;
         for child in &kept {
             let r = self.resolve(blobs, child, depth + 1).await?;
-            height = height.max(r.height + 1);
             match &child.platform {
                 Some(p) if p.os != "unknown" => platforms.push(p.clone()),
                 Some(_) => {}
@@ -166,7 +151,7 @@ impl<S: ImageSource> Walker<'_, S> {
                 digest,
                 size,
                 media_type: desc.media_type.clone(),
-                kind: BlobKind::Index(height),
+                is_manifest: true,
                 data: BlobData::Bytes(bytes.into()),
                 needed_by: self.reference.to_owned(),
             },
@@ -179,7 +164,6 @@ impl<S: ImageSource> Walker<'_, S> {
             media_type: desc.media_type.clone(),
             platforms,
             filtered_from,
-            height,
         })
     }
 
@@ -241,7 +225,7 @@ impl<S: ImageSource> Walker<'_, S> {
                     digest: layer.digest,
                     size: layer.size,
                     media_type: layer.media_type.clone(),
-                    kind: BlobKind::Layer,
+                    is_manifest: false,
                     data,
                     needed_by: self.reference.to_owned(),
                 },
@@ -253,7 +237,7 @@ impl<S: ImageSource> Walker<'_, S> {
                 digest: manifest.config.digest,
                 size: manifest.config.size,
                 media_type: manifest.config.media_type.clone(),
-                kind: BlobKind::Config,
+                is_manifest: false,
                 data: BlobData::Bytes(Arc::from(config_bytes)),
                 needed_by: self.reference.to_owned(),
             },
@@ -264,7 +248,7 @@ impl<S: ImageSource> Walker<'_, S> {
                 digest: desc.digest,
                 size: desc.size,
                 media_type: desc.media_type.clone(),
-                kind: BlobKind::Manifest,
+                is_manifest: true,
                 data: BlobData::Bytes(bytes.into()),
                 needed_by: self.reference.to_owned(),
             },
@@ -275,7 +259,6 @@ impl<S: ImageSource> Walker<'_, S> {
             media_type: desc.media_type.clone(),
             platforms: platform.into_iter().collect(),
             filtered_from: None,
-            height: 0,
         })
     }
 }

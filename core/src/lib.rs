@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod compat;
+pub mod content;
 pub mod digest;
 pub mod json;
 pub mod manifest;

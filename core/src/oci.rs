@@ -21,8 +21,6 @@ pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-pub const HELM_CONFIG: &str = "application/vnd.cncf.helm.config.v1+json";
-pub const HELM_CHART_CONTENT: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 
 /// Largest manifest or index accepted from any source (the distribution spec suggests 4 MiB).
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;

@@ -7,20 +7,20 @@
 //! source host is dropped, so two images that differ only by source host map to one repository:
 //! [`plan`] refuses that rather than let one overwrite the other's tag.
 //!
-//! Parsing and normalising references is `sensei_core::spec::ImageRef`'s job; this module only
-//! re-homes them.
+//! The rules themselves (how an image and a chart are re-homed, the chart tag rule) are
+//! `sensei_core::content::reference`'s; this module reads `--registry` and applies them to a
+//! bundle.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+pub use sensei_core::content::{CHARTS_REPOSITORY, TargetRef};
+use sensei_core::content::{ReferenceError, Target};
 use sensei_core::digest::Digest;
 use sensei_core::manifest::BundleManifest;
-use sensei_core::spec::{ImageRef, validate_host, validate_reference};
+use sensei_core::spec::{validate_host, validate_reference};
 use serde::Serialize;
-
-/// Repository (under the prefix) that charts are pushed to: `REGISTRY[/PREFIX]/charts/NAME`.
-pub const CHARTS_REPOSITORY: &str = "charts";
 
 /// Why a registry target or a reference cannot be mapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,63 +54,47 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// `HOST[:PORT][/PREFIX]`, the value for `--set global.imageRegistry=`.
-    pub fn base(&self) -> String {
-        match &self.prefix {
-            Some(p) => format!("{}/{p}", self.host),
-            None => self.host.clone(),
+    /// The target as core's reference rules take it.
+    fn target(&self) -> Target<'_> {
+        Target {
+            host: &self.host,
+            prefix: self.prefix.as_deref(),
         }
     }
 
-    /// A repository path in this registry: the prefix (if any) joined with `path`.
-    fn repository(&self, path: &str) -> String {
-        match &self.prefix {
-            Some(p) => format!("{p}/{path}"),
-            None => path.to_owned(),
-        }
+    /// `HOST[:PORT][/PREFIX]`, the value for `--set global.imageRegistry=`.
+    pub fn base(&self) -> String {
+        self.target().base()
     }
 
     /// Where an image of the bundle lands: `REGISTRY[/PREFIX]/PATH[:TAG][@DIGEST]`.
     pub fn map_image(&self, reference: &str) -> Result<TargetRef, MappingError> {
-        let bad = |why: String| MappingError::BadReference {
-            what: "image",
-            reference: reference.to_owned(),
-            why,
-        };
-        let source = ImageRef::parse(reference).map_err(bad)?;
-        Ok(TargetRef {
-            registry: self.host.clone(),
-            repository: self.repository(&source.path),
-            tag: source.tag,
-            digest: source.digest,
-        })
+        Ok(self.target().image(reference)?)
     }
 
-    /// Where a chart lands: `REGISTRY[/PREFIX]/charts/NAME:VERSION`. OCI tags may not hold `+`,
-    /// so build metadata is written with `_`, as `helm push` does (and `helm pull --version`
-    /// undoes).
+    /// Where a chart lands: `REGISTRY[/PREFIX]/charts/NAME:TAG`, the tag by core's chart tag
+    /// rule (`+` written `_`, as `helm push` does).
     pub fn map_chart(
         &self,
         name: &str,
         version: &semver::Version,
     ) -> Result<TargetRef, MappingError> {
-        let target = TargetRef {
-            registry: self.host.clone(),
-            repository: self.repository(&format!("{CHARTS_REPOSITORY}/{name}")),
-            tag: Some(version.to_string().replace('+', "_")),
-            digest: None,
-        };
-        validate_reference(&target.to_string()).map_err(|why| MappingError::BadReference {
-            what: "chart",
-            reference: format!("{name} {version}"),
-            why,
-        })?;
-        Ok(target)
+        Ok(self.target().chart(name, version)?)
     }
 
     /// `oci://REGISTRY[/PREFIX]/charts/NAME`: what `helm upgrade` and `helm pull` are given.
     pub fn chart_url(&self, name: &str) -> String {
-        format!("oci://{}/{CHARTS_REPOSITORY}/{name}", self.base())
+        self.target().chart_url(name)
+    }
+}
+
+impl From<ReferenceError> for MappingError {
+    fn from(e: ReferenceError) -> Self {
+        Self::BadReference {
+            what: e.what,
+            reference: e.reference,
+            why: e.why,
+        }
     }
 }
 
@@ -165,43 +149,6 @@ impl FromStr for Registry {
             host: host.to_owned(),
             prefix: prefix.map(str::to_owned),
         })
-    }
-}
-
-/// A reference in the target registry, in parts (what a registry client needs) and as text.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct TargetRef {
-    /// `HOST[:PORT]`.
-    pub registry: String,
-    /// Repository path inside the registry, prefix included (`mirror/sensei/api`).
-    pub repository: String,
-    pub tag: Option<String>,
-    pub digest: Option<Digest>,
-}
-
-impl TargetRef {
-    /// `HOST[:PORT]/REPOSITORY`, without tag or digest.
-    pub fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
-    }
-}
-
-impl fmt::Display for TargetRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.registry, self.repository)?;
-        if let Some(tag) = &self.tag {
-            write!(f, ":{tag}")?;
-        }
-        if let Some(digest) = &self.digest {
-            write!(f, "@{digest}")?;
-        }
-        Ok(())
-    }
-}
-
-impl Serialize for TargetRef {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }
 

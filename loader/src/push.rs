@@ -38,6 +38,7 @@
 pub mod check;
 pub mod collect;
 pub mod graph;
+pub mod kind;
 pub mod report;
 pub mod source;
 pub mod stage;
@@ -48,6 +49,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use sensei_core::content::BundleLayout;
 use sensei_core::progress::Reporter;
 use sensei_core::verify::{RawHead, Rejection, Verified, read_head};
 use sensei_registry::{ClientSettings, RegistryError};
@@ -59,7 +61,7 @@ pub use collect::{Collected, Collector, Tee};
 pub use report::{PushReport, render};
 pub use upload::Counts;
 
-use source::Kind;
+use kind::Kind;
 use stage::Staging;
 
 use crate::error::LoaderError;
@@ -190,7 +192,7 @@ impl Early {
     /// stage the big blobs it lacks. Any problem here just means no head start: the
     /// verification pass reports it properly.
     fn start(bundle: &Path, opts: &PushOptions) -> Option<Self> {
-        let kind = source::kind_of(bundle).ok()?;
+        let kind = kind::kind_of(bundle).ok()?;
         if kind == Kind::Gzip {
             return None; // the manifests come last in the stream: nothing to read early
         }
@@ -325,7 +327,7 @@ fn offsets(
 ) -> HashMap<String, u64> {
     match kind {
         Kind::Directory => HashMap::new(),
-        Kind::Tar | Kind::Gzip => source::data_offsets(
+        Kind::Tar | Kind::Gzip => BundleLayout::data_offsets(
             manifest_bytes.len() as u64,
             signature_bytes.len() as u64,
             &manifest.files,
@@ -402,7 +404,7 @@ fn push_planned(
         other => LoaderError::Rejected(Rejection::Inconsistent(other.to_string())),
     })?;
     let graph = graph::build(manifest, collected, &plan)
-        .map_err(|e| LoaderError::Rejected(Rejection::Inconsistent(e.0)))?;
+        .map_err(|e| LoaderError::Rejected(Rejection::Inconsistent(e.to_string())))?;
     let mut report = base_report(
         bundle,
         manifest,
@@ -419,7 +421,7 @@ fn push_planned(
         path: bundle.to_owned(),
         source,
     };
-    let kind = source::kind_of(bundle).map_err(io)?;
+    let kind = kind::kind_of(bundle).map_err(io)?;
     let offsets = if kind == Kind::Directory {
         HashMap::new()
     } else {

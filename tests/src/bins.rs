@@ -1,14 +1,12 @@
-//! The binaries under test, built from the current sources, and a signed bundle built from
-//! fixtures, for tests that run the CLI.
+//! The binaries under test, built from the current sources, and helpers to run them (a signed
+//! bundle built from fixtures is `scene::Built`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use crate::fixtures::{FixtureOptions, FixtureSet};
 use crate::rig::tools::missing_tool;
-use crate::scene::Scene;
 
 /// `target/<profile>/NAME`, built from the current sources by this test process's first call.
 ///
@@ -181,75 +179,8 @@ pub fn verify(bundle: &Path, public: &Path, extra: &[&str]) -> Output {
         .args(extra))
 }
 
-/// A fixture set, a key pair and signed bundles (`.tar` and `.tar.gz`) built from it.
-#[derive(Debug)]
-pub struct Built {
-    pub dir: tempfile::TempDir,
-    pub fixtures: FixtureSet,
-    pub key: PathBuf,
-    pub public: PathBuf,
-    pub tar: PathBuf,
-    pub tgz: PathBuf,
-}
-
 /// SOURCE_DATE_EPOCH used by test builds, so bundles are reproducible.
 pub const EPOCH: &str = "1767225600";
-
-impl Built {
-    pub fn new() -> Self {
-        Self::with_options(&FixtureOptions::default())
-    }
-
-    pub fn with_options(opts: &FixtureOptions) -> Self {
-        let Scene {
-            dir,
-            fixtures,
-            key,
-            public,
-        } = Scene::with_options(opts);
-        let tar = dir.path().join("bundle.tar");
-        let tgz = dir.path().join("bundle.tar.gz");
-        for out in [&tar, &tgz] {
-            run_ok(&mut create(&fixtures.spec_path, &key, out));
-        }
-        Self {
-            dir,
-            fixtures,
-            key,
-            public,
-            tar,
-            tgz,
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Verifies `bundle` with the release key, asserting success; returns the report.
-    pub fn verifies(&self, bundle: &Path) -> String {
-        let out = self.verify(bundle, &[]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{} should verify: {}",
-            bundle.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `sensei-loader verify BUNDLE --key <public>` plus extra args.
-    pub fn verify(&self, bundle: &Path, extra: &[&str]) -> Output {
-        verify(bundle, &self.public, extra)
-    }
-}
-
-impl Default for Built {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use crate::bins::{assert_exit, bundler, create, run, run_ok, stderr, verify};
 use crate::fixtures::{FixtureImage, FixtureOptions, FixtureSet, write_fixtures};
 use crate::rig::{Registry, seed};
 
-/// Fixtures, a key pair and a scratch directory; no bundle yet (see `bins::Built` for that).
+/// Fixtures, a key pair and a scratch directory; no bundle yet (see [`Built`] for that).
 #[derive(Debug)]
 pub struct Scene {
     pub dir: tempfile::TempDir,
@@ -126,4 +126,71 @@ pub fn temporary_leftovers(dir: &Path) -> Vec<String> {
         .collect();
     found.sort();
     found
+}
+
+/// A fixture set, a key pair and signed bundles (`.tar` and `.tar.gz`) built from it.
+#[derive(Debug)]
+pub struct Built {
+    pub dir: tempfile::TempDir,
+    pub fixtures: FixtureSet,
+    pub key: PathBuf,
+    pub public: PathBuf,
+    pub tar: PathBuf,
+    pub tgz: PathBuf,
+}
+
+impl Built {
+    pub fn new() -> Self {
+        Self::with_options(&FixtureOptions::default())
+    }
+
+    pub fn with_options(opts: &FixtureOptions) -> Self {
+        let Scene {
+            dir,
+            fixtures,
+            key,
+            public,
+        } = Scene::with_options(opts);
+        let tar = dir.path().join("bundle.tar");
+        let tgz = dir.path().join("bundle.tar.gz");
+        for out in [&tar, &tgz] {
+            run_ok(&mut create(&fixtures.spec_path, &key, out));
+        }
+        Self {
+            dir,
+            fixtures,
+            key,
+            public,
+            tar,
+            tgz,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Verifies `bundle` with the release key, asserting success; returns the report.
+    pub fn verifies(&self, bundle: &Path) -> String {
+        let out = self.verify(bundle, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} should verify: {}",
+            bundle.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `sensei-loader verify BUNDLE --key <public>` plus extra args.
+    pub fn verify(&self, bundle: &Path, extra: &[&str]) -> Output {
+        verify(bundle, &self.public, extra)
+    }
+}
+
+impl Default for Built {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -5,7 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use sensei_tests::bins::{Built, EPOCH, assert_exit, bundler, create, loader, run, run_ok, stderr};
+use sensei_tests::bins::{EPOCH, assert_exit, bundler, create, loader, run, run_ok, stderr};
+use sensei_tests::scene::Built;
 
 #[test]
 fn keygen_writes_openssl_readable_keys_and_refuses_to_overwrite() {

@@ -9,11 +9,11 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write as _;
 
-use sensei_tests::bins::{Built, assert_exit};
+use sensei_tests::bins::assert_exit;
 use sensei_tests::fixtures::FixtureSet;
 use sensei_tests::framing::{Framing, check};
 use sensei_tests::rig::{self, Registry};
-use sensei_tests::scene::Scene;
+use sensei_tests::scene::{Built, Scene};
 
 fn checked(bytes: &[u8]) -> Framing {
     check(bytes).unwrap_or_else(|e| panic!("the .tar.gz does not decode: {e}"))

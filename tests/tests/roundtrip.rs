@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sensei_tests::bins::{self, Built, assert_exit, loader, run, run_ok, verify};
+use sensei_tests::bins::{self, assert_exit, loader, run, run_ok, verify};
+use sensei_tests::scene::Built;
 use sha2::{Digest as _, Sha256};
 
 fn sha256_hex(path: &Path) -> String {

@@ -15,8 +15,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sensei_tests::bins::{Built, assert_exit, loader, run, stderr};
+use sensei_tests::bins::{assert_exit, loader, run, stderr};
 use sensei_tests::rig::tools::{helm, helm4};
+use sensei_tests::scene::Built;
 
 const REGISTRY: &str = "127.0.0.1:5000/mirror";
 

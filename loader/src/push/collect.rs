@@ -18,7 +18,7 @@ use sensei_core::manifest::FileEntry;
 use sensei_core::oci::{INDEX_FILE, MAX_MANIFEST_BYTES};
 use sensei_core::verify::Visitor;
 
-use super::source::Kind;
+use super::kind::Kind;
 
 /// The most manifest and index bytes kept for one push: far more than any real product
 /// (a manifest is a few KiB), small enough that a hostile bundle can't exhaust memory.

@@ -2,29 +2,28 @@
 //! out from the verified `bundle.json`, the manifests kept during verification, and the
 //! reference mapping, before any connection is made.
 //!
-//! Every image and chart is walked from its top digest: an index lists manifests (and nested
-//! indexes), a manifest lists its config and layers. Each blob is listed once with every
-//! repository that needs it, so it can be uploaded once and mounted into the others. Manifests
-//! are ordered by height (image manifests 0, an index one more than its highest child) so
-//! children always land before their parents; tops that carry a tag are pushed by that tag, last.
+//! What is below what is the bundle's content graph (`sensei_core::content::ContentGraph`),
+//! walked from every image's and chart's top digest; this module places it into the target's
+//! repositories. Each blob is listed once with every repository that needs it, so it can be
+//! uploaded once and mounted into the others. Manifests are ordered by the graph's height
+//! (image manifests 0, an index one more than its highest child) so children always land
+//! before their parents; tops that carry a tag are pushed by that tag, last.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
+use sensei_core::content::{ContentError, ContentGraph, Holdings};
 use sensei_core::digest::Digest;
 use sensei_core::manifest::BundleManifest;
-use sensei_core::oci::{self, Descriptor};
+use sensei_core::oci;
 
 use super::collect::Collected;
 use crate::mapping::Plan;
 
-/// Deepest nesting of indexes followed (the bundler writes at most 4).
-const MAX_DEPTH: u32 = 8;
-
 /// A bundle whose manifests don't add up: signed, but not loadable.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct GraphError(pub String);
+#[error(transparent)]
+pub struct GraphError(#[from] pub ContentError);
 
 /// One blob of the bundle and the repositories that need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,140 +94,84 @@ impl PushGraph {
     }
 }
 
-/// Media types of layers a registry need not hold (Windows base layers and the like).
-fn non_distributable(media_type: &str) -> bool {
-    media_type.contains("foreign") || media_type.contains("nondistributable")
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MediaTypeOnly {
-    media_type: Option<String>,
-}
-
-struct Builder<'a> {
+/// The verified bundle as the content graph reads it: blobs by digest from `bundle.json`'s
+/// files (with their position, the archive order), manifests from the verification pass.
+struct Held<'a> {
+    /// Blob digest → (index in `files`, size).
+    files: HashMap<Digest, (usize, u64)>,
     collected: &'a Collected,
-    /// Blob path → (index in `files`, size).
-    files: HashMap<String, (usize, u64)>,
+}
+
+impl Holdings for Held<'_> {
+    fn size(&self, digest: &Digest) -> Option<u64> {
+        self.files.get(digest).map(|&(_, size)| size)
+    }
+
+    fn manifest(&self, digest: &Digest) -> Option<&[u8]> {
+        self.collected.manifests.get(digest).map(Vec::as_slice)
+    }
+}
+
+struct Placer<'a> {
+    content: &'a ContentGraph,
+    held: &'a Held<'a>,
     blobs: BTreeMap<Digest, BlobJob>,
-    /// (repo, digest) → index in `manifests`, for manifests already walked in that repository.
-    walked: HashMap<(String, Digest), usize>,
+    /// (repo, digest) → index in `manifests`, for manifests already placed in that repository.
+    placed: HashMap<(String, Digest), usize>,
     manifests: Vec<ManifestJob>,
     /// (repo, digest) of manifests listed by an index: always pushed by digest.
     children: HashSet<(String, Digest)>,
 }
 
-impl Builder<'_> {
-    fn blob(&mut self, repo: &str, d: &Descriptor, parent: &Digest) -> Result<(), GraphError> {
-        let path = d.digest.blob_path();
-        let Some(&(file_index, size)) = self.files.get(&path) else {
-            if non_distributable(&d.media_type) {
-                return Ok(());
-            }
-            return Err(GraphError(format!(
-                "manifest {parent} references blob {} ({}), which the bundle does not hold: the \
-                 bundle is incomplete; rebuild it",
-                d.digest, d.media_type
-            )));
+impl Placer<'_> {
+    fn blob(&mut self, repo: &str, digest: &Digest) {
+        let Some(&(file_index, size)) = self.held.files.get(digest) else {
+            return; // the graph holds only what the bundle does
         };
-        if size != d.size {
-            return Err(GraphError(format!(
-                "manifest {parent} gives blob {} a size of {} bytes, but the bundle holds {size}",
-                d.digest, d.size
-            )));
-        }
-        let job = self.blobs.entry(d.digest).or_insert_with(|| BlobJob {
-            digest: d.digest,
+        let job = self.blobs.entry(*digest).or_insert_with(|| BlobJob {
+            digest: *digest,
             size,
-            path,
+            path: digest.blob_path(),
             file_index,
             repos: vec![],
         });
         if !job.repos.iter().any(|r| r == repo) {
             job.repos.push(repo.to_owned());
         }
-        Ok(())
     }
 
-    /// Adds `d` to `blobs` if the bundle holds it (a non-distributable layer it may lack is
-    /// not pushed, so nothing waits for it).
-    fn held(&self, blobs: &mut BTreeSet<Digest>, d: &Descriptor) {
-        if self.blobs.contains_key(&d.digest) {
-            blobs.insert(d.digest);
-        }
-    }
-
-    /// Walks a manifest or index into `repo`, children first; returns its index in `manifests`.
-    fn walk(
-        &mut self,
-        repo: &str,
-        digest: &Digest,
-        declared_type: &str,
-        depth: u32,
-    ) -> Result<usize, GraphError> {
-        if let Some(&i) = self.walked.get(&(repo.to_owned(), *digest)) {
+    /// Places a manifest or index and everything below it into `repo`, children first;
+    /// returns its index in `manifests`.
+    fn place(&mut self, repo: &str, digest: &Digest) -> Result<usize, GraphError> {
+        if let Some(&i) = self.placed.get(&(repo.to_owned(), *digest)) {
             return Ok(i);
         }
-        if depth > MAX_DEPTH {
-            return Err(GraphError(format!(
-                "index {digest} nests more than {MAX_DEPTH} levels deep"
-            )));
+        let content = self.content;
+        let node = content
+            .node(digest)
+            .ok_or_else(|| ContentError::MissingManifest {
+                digest: *digest,
+                media_type: oci::OCI_MANIFEST.to_owned(),
+            })?;
+        for child in &node.manifests {
+            self.place(repo, child)?;
+            self.children.insert((repo.to_owned(), *child));
         }
-        let bytes = self.collected.manifests.get(digest).ok_or_else(|| {
-            GraphError(format!(
-                "manifest {digest} ({declared_type}) is not in the bundle as a manifest: the \
-                 bundle is incomplete; rebuild it"
-            ))
-        })?;
-        let bytes = Bytes::copy_from_slice(bytes);
-        // The body's own mediaType is what the registry checks the upload's Content-Type against.
-        let media_type = serde_json::from_slice::<MediaTypeOnly>(&bytes)
-            .ok()
-            .and_then(|m| m.media_type)
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| declared_type.to_owned());
-        let bad = |e: serde_json::Error| GraphError(format!("manifest {digest} is not valid: {e}"));
-        let is_index = oci::is_index(&media_type)
-            || (!oci::is_manifest(&media_type)
-                && serde_json::from_slice::<oci::Index>(&bytes).is_ok());
-        let mut blobs = BTreeSet::new();
-        let height = if is_index {
-            let index: oci::Index = serde_json::from_slice(&bytes).map_err(bad)?;
-            let mut height = 1;
-            for child in &index.manifests {
-                if oci::is_index(&child.media_type)
-                    || oci::is_manifest(&child.media_type)
-                    || self.collected.manifests.contains_key(&child.digest)
-                {
-                    let i = self.walk(repo, &child.digest, &child.media_type, depth + 1)?;
-                    height = height.max(self.manifests[i].height + 1);
-                    blobs.extend(self.manifests[i].blobs.iter().copied());
-                    self.children.insert((repo.to_owned(), child.digest));
-                } else {
-                    self.blob(repo, child, digest)?;
-                    self.held(&mut blobs, child);
-                }
-            }
-            height
-        } else {
-            let manifest: oci::Manifest = serde_json::from_slice(&bytes).map_err(bad)?;
-            for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
-                self.blob(repo, d, digest)?;
-                self.held(&mut blobs, d);
-            }
-            0
-        };
+        for blob in &node.blobs {
+            self.blob(repo, blob);
+        }
+        let bytes = self.held.manifest(digest).unwrap_or_default();
         self.manifests.push(ManifestJob {
             repo: repo.to_owned(),
             digest: *digest,
-            media_type,
-            bytes,
-            height,
+            media_type: node.media_type.clone(),
+            bytes: Bytes::copy_from_slice(bytes),
+            height: node.height,
             top: false,
-            blobs,
+            blobs: content.blobs_below(digest),
         });
         let i = self.manifests.len() - 1;
-        self.walked.insert((repo.to_owned(), *digest), i);
+        self.placed.insert((repo.to_owned(), *digest), i);
         Ok(i)
     }
 }
@@ -240,37 +183,48 @@ pub fn build(
     collected: &Collected,
     plan: &Plan,
 ) -> Result<PushGraph, GraphError> {
-    let mut b = Builder {
-        collected,
+    let held = Held {
         files: manifest
             .files
             .iter()
             .enumerate()
-            .map(|(i, f)| (f.path.clone(), (i, f.size)))
+            .filter_map(|(i, f)| {
+                let hex = f.path.strip_prefix("blobs/sha256/")?;
+                Some((Digest::from_hex(hex).ok()?, (i, f.size)))
+            })
             .collect(),
-        blobs: BTreeMap::new(),
-        walked: HashMap::new(),
-        manifests: vec![],
-        children: HashSet::new(),
+        collected,
     };
     let image_types: HashMap<Digest, &str> = manifest
         .images
         .iter()
         .map(|i| (i.digest, i.media_type.as_str()))
         .collect();
-    let tops = plan
+    let tops: Vec<_> = plan
         .images
         .iter()
         .map(|i| (&i.target, i.digest))
-        .chain(plan.charts.iter().map(|c| (&c.target, c.digest)));
+        .chain(plan.charts.iter().map(|c| (&c.target, c.digest)))
+        .collect();
+    let content = ContentGraph::build(
+        tops.iter().map(|&(_, digest)| {
+            let declared = image_types.get(&digest).copied();
+            (digest, declared.unwrap_or(oci::OCI_MANIFEST))
+        }),
+        &held,
+    )?;
+    let mut b = Placer {
+        content: &content,
+        held: &held,
+        blobs: BTreeMap::new(),
+        placed: HashMap::new(),
+        manifests: vec![],
+        children: HashSet::new(),
+    };
     let mut tags: Vec<TagJob> = vec![];
     let mut untagged: HashSet<(String, Digest)> = HashSet::new();
     for (target, digest) in tops {
-        let declared = image_types
-            .get(&digest)
-            .copied()
-            .unwrap_or(oci::OCI_MANIFEST);
-        let i = b.walk(&target.repository, &digest, declared, 0)?;
+        let i = b.place(&target.repository, &digest)?;
         if target.tag.is_none() {
             untagged.insert((target.repository.clone(), digest));
         }

@@ -19,12 +19,12 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use sensei_core::archive::{PlainLayout, TarReader, open_stream};
+use sensei_core::archive::{TarReader, open_stream};
 use sensei_core::digest::{Digest, Hasher};
-use sensei_core::manifest::FileEntry;
 use tokio::sync::mpsc;
 
 use super::graph::BlobJob;
+use super::kind::Kind;
 
 /// A blob's bytes as an upload body.
 pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -34,36 +34,6 @@ pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 const CHUNK: usize = 256 * 1024;
 /// Chunks buffered between the decompressing thread and an upload.
 const CHANNEL_CHUNKS: usize = 4;
-
-/// How the bundle is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Tar,
-    Gzip,
-    Directory,
-}
-
-/// Where each file's data starts in the (uncompressed) tar stream. Verification has checked
-/// that the archive is exactly `bundle.json`, `bundle.sig`, then `files` in order, each one
-/// canonical ustar header block followed by its body padded to 512 bytes; so the offsets
-/// follow from the sizes alone, by the writer's own rule (`PlainLayout`). (Any mistake would
-/// fail the hash check of the bytes read.)
-pub fn data_offsets(
-    manifest_len: u64,
-    signature_len: u64,
-    files: &[FileEntry],
-) -> HashMap<String, u64> {
-    let layout = PlainLayout::of(
-        [manifest_len, signature_len]
-            .into_iter()
-            .chain(files.iter().map(|f| f.size)),
-    );
-    files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.path.clone(), layout.data(i + 2)))
-        .collect()
-}
 
 /// `push` and `upgrade` read each verified blob again to upload it (and again for a retry), so
 /// the bundle must be a file or a directory; a pipe, a tape or a socket is an input error that
@@ -94,21 +64,6 @@ pub fn require_seekable(bundle: &Path) -> Result<(), crate::error::LoaderError> 
              `sensei-loader verify`"
         ),
     ))
-}
-
-/// Detects the storage by content (gzip magic), as the verifier does, not by file name.
-pub fn kind_of(bundle: &Path) -> io::Result<Kind> {
-    if std::fs::metadata(bundle)?.is_dir() {
-        return Ok(Kind::Directory);
-    }
-    let mut magic = [0u8; 2];
-    let mut f = std::fs::File::open(bundle)?;
-    let n = f.read(&mut magic)?;
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
-        Kind::Gzip
-    } else {
-        Kind::Tar
-    })
 }
 
 /// The blob bytes of one bundle.
@@ -482,39 +437,6 @@ impl Stream for Checked {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use sensei_core::archive::{OutputCompression, TarWriter};
-
-    #[test]
-    fn offsets_follow_from_the_sizes_of_a_canonical_archive() {
-        let bodies: Vec<(&str, Vec<u8>)> = vec![
-            ("bundle.json", b"{}".to_vec()),
-            ("bundle.sig", vec![b's'; 512]),
-            ("oci-layout", vec![b'o'; 30]),
-            ("blobs/sha256/a", vec![7u8; 1500]),
-            ("blobs/sha256/b", vec![]),
-            ("blobs/sha256/c", vec![9u8; 513]),
-        ];
-        let mut w = TarWriter::new(Vec::new(), OutputCompression::None, 0);
-        for (path, body) in &bodies {
-            w.append(path, body.len() as u64, 0o644, &body[..], |_| {})
-                .unwrap();
-        }
-        let tar = w.finish().unwrap();
-        let files: Vec<FileEntry> = bodies[2..]
-            .iter()
-            .map(|(p, b)| FileEntry {
-                path: (*p).into(),
-                size: b.len() as u64,
-                sha256: Digest::of(b).hex(),
-            })
-            .collect();
-        let offsets = data_offsets(2, 512, &files);
-        for (path, body) in &bodies[2..] {
-            let at = usize::try_from(offsets[*path]).unwrap();
-            assert_eq!(&tar[at..at + body.len()], &body[..], "{path}");
-            assert_eq!(&tar[at - 512..at - 512 + path.len()], path.as_bytes());
-        }
-    }
 
     fn job(bytes: &[u8]) -> BlobJob {
         let digest = Digest::of(bytes);

@@ -36,7 +36,8 @@ use tokio::sync::Semaphore;
 
 use super::check::{BIG_BLOB, Presence};
 use super::graph::{BlobJob, ManifestJob, PushGraph, TagJob};
-use super::source::{BlobStream, Checked, Counters, Kind, Source, lock};
+use super::kind::Kind;
+use super::source::{BlobStream, Checked, Counters, Source, lock};
 use super::stage::Staging;
 
 /// How often a running upload's progress is passed to the reporter.
@@ -163,7 +164,8 @@ impl Uploader<'_> {
 
         let mut order: Vec<&BlobJob> = graph.blobs.iter().collect();
         if self.source.kind() == Kind::Gzip {
-            // The sequential decompression reaches blobs in archive order: so must the jobs.
+            // The sequential decompression reaches blobs in archive order (the listing's,
+            // `sensei_core::content::entries`): so must the jobs.
             order.sort_by_key(|b| b.file_index);
         } else {
             // The biggest blob takes longest: start it first so the rest hide behind it.

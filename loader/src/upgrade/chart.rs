@@ -13,9 +13,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sensei_core::archive::{TarReader, open_stream};
+use sensei_core::content::HELM_CHART_CONTENT;
 use sensei_core::digest::Digest;
 use sensei_core::manifest::{BundleManifest, ChartEntry, FileEntry};
-use sensei_core::oci::{HELM_CHART_CONTENT, MAX_MANIFEST_BYTES, Manifest};
+use sensei_core::oci::{MAX_MANIFEST_BYTES, Manifest};
 use sensei_core::verify::{Verified, Visitor, read_head};
 
 use super::error::UpgradeError;

@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sensei_tests::bins::{Built, bundler, loader, run, run_ok};
+use sensei_tests::bins::{bundler, loader, run, run_ok};
 use sensei_tests::craft::{self, BLOCK, Entry, kind};
+use sensei_tests::scene::Built;
 
 mod craft_cases;
 mod craft_precision;

@@ -17,10 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sensei_tests::bins::{Built, binary, bundler, loader, run, run_ok};
+use sensei_tests::bins::{binary, bundler, loader, run, run_ok};
 use sensei_tests::craft::{self, Entry};
 use sensei_tests::fixtures::FixtureOptions;
 use sensei_tests::rig::{self, DockerConfig, Failure, FaultProxy, Registry, require};
+use sensei_tests::scene::Built;
 use sha2::{Digest as _, Sha256};
 
 /// Big blobs cut mid-upload again and again, and 300 images through random faults.

@@ -62,7 +62,8 @@ pub enum BundleError {
     #[error(transparent)]
     Repo(Box<crate::chart::repo::RepoError>),
     /// The registry client could not be set up: a bad CA file (exit 2, an input), else exit 3.
-    #[error(transparent)]
+    // Not transparent: the binary finds the SetupError in the chain to add its advice.
+    #[error("{0}")]
     Client(#[from] sensei_registry::SetupError),
     /// Another outside failure (helm): exit 3.
     #[error("{0}")]

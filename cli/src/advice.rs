@@ -36,6 +36,7 @@ fn chain<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Er
 /// The flags that fix a failure of `kind`, or `None` when no flag does.
 pub fn advice(kind: &ErrorKind, binary: Binary) -> Option<&'static str> {
     match (kind, binary) {
+        (ErrorKind::GaveUp { last, .. }, _) => advice(last, binary),
         (ErrorKind::Tls(_), Binary::Bundler) => Some(
             "if the server's certificate comes from a private CA, pass the CA's certificate with \
              --ca-file PEM; if a registry speaks plain HTTP, name it with --plain-http HOST[:PORT]",

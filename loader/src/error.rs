@@ -25,7 +25,8 @@ pub enum LoaderError {
     Registry(#[source] Box<RegistryError>),
     /// The registry client could not be set up: a CA file that holds no certificate (exit 2),
     /// or the TLS setup itself (exit 3).
-    #[error(transparent)]
+    // Not transparent: the binary finds the SetupError in the chain to add its advice.
+    #[error("{0}")]
     Client(#[from] SetupError),
 }
 

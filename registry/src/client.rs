@@ -314,7 +314,9 @@ impl Registry {
     /// registry open to the network), false if it asks for them (or fails for good in another
     /// way, TLS say: the real request reports that). A busy registry or a broken connection is
     /// asked again, as any request: taken for "asks for credentials", it would cost every later
-    /// request a probe of its own; still failing, it fails the request.
+    /// request a probe of its own; still failing, it fails the request, for good: most requests
+    /// probe from inside their own retries, and retrying a probe that already used its attempts
+    /// made a stopped registry take minutes (twelve times twelve attempts) to report.
     async fn needs_no_auth(&self, host: &str) -> Result<bool, ErrorKind> {
         let url = format!("{}://{host}/v2/", self.scheme(host));
         self.retried(host, |_| async {
@@ -336,7 +338,16 @@ impl Registry {
             Ok(status.is_success())
         })
         .await
-        .or_else(|e| if e.is_transient() { Err(e) } else { Ok(false) })
+        .or_else(|e| {
+            if e.is_transient() {
+                Err(ErrorKind::GaveUp {
+                    tried: self.inner.settings.retry.attempts,
+                    last: Box::new(e),
+                })
+            } else {
+                Ok(false)
+            }
+        })
     }
 
     /// The Authorization header for our own requests: a bearer token from the registry's

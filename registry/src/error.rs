@@ -62,6 +62,10 @@ pub enum ErrorKind {
         size: u64,
         last: Box<ErrorKind>,
     },
+    /// A step that retried on its own ran out of attempts: not worth retrying again from the
+    /// request around it (that would multiply the attempts, and the wait, by its own).
+    #[error("gave up after {tried} attempts: {last}")]
+    GaveUp { tried: u32, last: Box<ErrorKind> },
     #[error("the registry answered HTTP {status}: {message}")]
     Status {
         status: u16,

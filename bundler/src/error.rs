@@ -58,7 +58,14 @@ pub enum BundleError {
         reference: String,
         source: Box<sensei_registry::RegistryError>,
     },
-    /// Another outside failure (a chart repository, helm): exit 3.
+    /// A Helm repository failed or sent what it should not: exit 3.
+    #[error(transparent)]
+    Repo(Box<crate::chart::repo::RepoError>),
+    /// The registry client could not be set up: a bad CA file (exit 2, an input), else exit 3.
+    // Not transparent: the binary finds the SetupError in the chain to add its advice.
+    #[error("{0}")]
+    Client(#[from] sensei_registry::SetupError),
+    /// Another outside failure (helm): exit 3.
     #[error("{0}")]
     Outside(String),
     /// The output's filesystem cannot hold the build, found before anything is downloaded.
@@ -72,6 +79,12 @@ pub enum BundleError {
         free: Bytes,
         detail: String,
     },
+}
+
+impl From<crate::chart::repo::RepoError> for BundleError {
+    fn from(e: crate::chart::repo::RepoError) -> Self {
+        BundleError::Repo(Box::new(e))
+    }
 }
 
 impl BundleError {

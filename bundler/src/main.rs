@@ -2,14 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use sensei_bundler::build::{BuildOptions, build, check_space};
-use sensei_bundler::chart::repo::http_client;
 use sensei_bundler::error::{BundleError, Bytes, InputError};
 use sensei_bundler::plan::{PlanEnv, PlanOptions, plan};
 use sensei_bundler::{keys, sign};
-use sensei_cli::exit::fail;
+use sensei_cli::advice::{Binary, registry_advice};
+use sensei_cli::exit::fail_advised;
+use sensei_cli::flags::{Json, PlainHttpHosts, RegistryAccess, Reporting};
 use sensei_cli::{ExitCode, Interrupts, Printer, args};
 use sensei_core::outfile::{self, CheckedOutput, Input, Replace, check_output};
 use sensei_core::spec::{BundleSpec, ChartSource, ImageSource, Platform};
@@ -88,9 +88,8 @@ struct KeygenArgs {
     /// Path prefix of the key files; refuses to overwrite existing ones
     #[arg(long, value_name = "PREFIX")]
     out: PathBuf,
-    /// Print the result as one JSON document
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: Json,
 }
 
 #[derive(Args, Debug)]
@@ -110,18 +109,10 @@ struct CreateArgs {
     /// Keep only these platforms of multi-arch images, e.g. linux/amd64 (repeatable; overrides `platforms:`)
     #[arg(long = "platform", value_name = "OS/ARCH")]
     platforms: Vec<Platform>,
-    /// Parallel downloads (1 to 64)
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = args::parse_concurrency)]
-    concurrency: u16,
-    /// Extra CA certificates (PEM) to trust for registries
-    #[arg(long, value_name = "PEM")]
-    ca_file: Option<PathBuf>,
-    /// Talk plain HTTP to this registry host (repeatable)
-    #[arg(long = "plain-http", value_name = "HOST[:PORT]", value_parser = args::parse_registry_host)]
-    plain_http: Vec<String>,
-    /// Docker config.json with registry credentials (default $DOCKER_CONFIG or ~/.docker/config.json)
-    #[arg(long, value_name = "DOCKER_CONFIG_JSON")]
-    registry_config: Option<PathBuf>,
+    #[command(flatten)]
+    access: RegistryAccess,
+    #[command(flatten)]
+    plain: PlainHttpHosts,
     /// The helm binary for image discovery (default $SENSEI_HELM, else helm on PATH)
     #[arg(long, value_name = "PATH")]
     helm: Option<PathBuf>,
@@ -131,12 +122,8 @@ struct CreateArgs {
     /// Replace an existing file at OUT even if it is not a bundle (never a device, directory or link)
     #[arg(long)]
     force: bool,
-    /// Print the result as one JSON document on stdout
-    #[arg(long)]
-    json: bool,
-    /// No progress output
-    #[arg(long, short = 'q')]
-    quiet: bool,
+    #[command(flatten)]
+    reporting: Reporting,
 }
 
 #[derive(Args, Debug)]
@@ -160,19 +147,24 @@ struct SignArgs {
     /// Signature file to write or add to (default: BUNDLE.sig beside the bundle)
     #[arg(short = 'o', long = "output", value_name = "SIGFILE")]
     output: Option<PathBuf>,
-    /// Print the result as one JSON document
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: Json,
 }
 
+/// Every failure's exit code, by its kind: the one place the bundler decides. Only the input
+/// (a flag, the spec, a local file, a CA file) is exit 2; the network, a registry, a Helm
+/// repository, helm and the disk are exit 3, whichever step they fail in.
 fn exit_code(e: &BundleError) -> ExitCode {
     match e {
         BundleError::Input(_) => ExitCode::Usage,
-        BundleError::Integrity(_)
+        BundleError::Client(e) if e.is_ca_file() => ExitCode::Usage,
+        BundleError::Client(_)
+        | BundleError::Integrity(_)
         | BundleError::Io { .. }
         | BundleError::Registry { .. }
-        | BundleError::Outside(_) => ExitCode::Outside,
-        BundleError::NoSpace { .. } => ExitCode::Outside,
+        | BundleError::Repo(_)
+        | BundleError::Outside(_)
+        | BundleError::NoSpace { .. } => ExitCode::Outside,
         BundleError::Cancelled(_) => ExitCode::Interrupted,
     }
 }
@@ -181,7 +173,7 @@ fn run(cli: Cli) -> Result<(), (ExitCode, anyhow::Error)> {
     let bundle_err = |e: BundleError| (exit_code(&e), anyhow::Error::new(e));
     match cli.command {
         Command::Keygen(args) => {
-            let printer = Printer::new(args.json, false);
+            let printer = Printer::new(args.json.json, false);
             let k = keys::keygen(&args.out).map_err(bundle_err)?;
             printer.json(&k);
             printer.result(&format!(
@@ -211,8 +203,8 @@ fn run(cli: Cli) -> Result<(), (ExitCode, anyhow::Error)> {
             let result = create(args, &interrupts, &runtime);
             // Dropping the runtime first stops the downloads still in flight.
             drop(runtime);
-            result.map_err(|e| match e.downcast_ref::<BundleError>() {
-                Some(BundleError::Cancelled(out)) => (
+            result.map_err(|e| match e {
+                BundleError::Cancelled(out) => (
                     interrupts.exit_code(),
                     anyhow::anyhow!(
                         "stopped by {}: nothing was written to {} and the temporary files are removed",
@@ -220,12 +212,11 @@ fn run(cli: Cli) -> Result<(), (ExitCode, anyhow::Error)> {
                         out.display()
                     ),
                 ),
-                Some(b) => (exit_code(b), e),
-                None => (ExitCode::Usage, e),
+                e => bundle_err(e),
             })?
         }
         Command::Sign(args) => {
-            let printer = Printer::new(args.json, false);
+            let printer = Printer::new(args.json.json, false);
             let usage = |e: args::BadPath| (ExitCode::Usage, anyhow::Error::new(e));
             args::bundle_path("BUNDLE", &args.bundle).map_err(usage)?;
             args::input_file("--key", &args.key).map_err(usage)?;
@@ -251,18 +242,19 @@ fn run(cli: Cli) -> Result<(), (ExitCode, anyhow::Error)> {
 }
 
 /// `SOURCE_DATE_EPOCH` (reproducible builds), or now.
-fn created_time() -> anyhow::Result<Option<BundleTime>> {
+fn created_time() -> Result<Option<BundleTime>, InputError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) if !s.trim().is_empty() => {
-            let secs: i64 = s
-                .trim()
-                .parse()
-                .with_context(|| format!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds"))?;
-            Ok(Some(BundleTime::from_second(secs).with_context(|| {
-                format!(
+            let secs: i64 = s.trim().parse().map_err(|_| {
+                InputError::Other(format!(
+                    "SOURCE_DATE_EPOCH={s:?} is not a number of seconds"
+                ))
+            })?;
+            Ok(Some(BundleTime::from_second(secs).map_err(|e| {
+                InputError::Other(format!(
                     "SOURCE_DATE_EPOCH={s} is out of range: bundle.json holds times from 0 \
-                     (1970-01-01T00:00:00Z) to {MAX_SECOND} (9999-12-31T23:59:59Z)"
-                )
+                     (1970-01-01T00:00:00Z) to {MAX_SECOND} (9999-12-31T23:59:59Z): {e}"
+                ))
             })?))
         }
         _ => Ok(None),
@@ -275,12 +267,7 @@ fn check_create_paths(args: &CreateArgs) -> Result<(), args::BadPath> {
     for k in &args.keys {
         args::input_file("--key", k)?;
     }
-    if let Some(p) = &args.ca_file {
-        args::input_file("--ca-file", p)?;
-    }
-    if let Some(p) = &args.registry_config {
-        args::input_file("--registry-config", p)?;
-    }
+    args.access.check_paths()?;
     if let Some(p) = &args.helm {
         args::input_file("--helm", p)?;
     }
@@ -302,14 +289,11 @@ fn check_create_output(
         flag: "--key",
         path: k,
     }));
-    inputs.extend(args.ca_file.iter().map(|p| Input {
-        flag: "--ca-file",
-        path: p,
-    }));
-    inputs.extend(args.registry_config.iter().map(|p| Input {
-        flag: "--registry-config",
-        path: p,
-    }));
+    inputs.extend(
+        args.access
+            .inputs()
+            .map(|(flag, path)| Input { flag, path }),
+    );
     inputs.extend(spec.charts.iter().filter_map(|c| match c {
         ChartSource::Path { path, .. } => Some(Input {
             flag: "the spec's chart",
@@ -349,9 +333,9 @@ fn sweep(dir: &Path, printer: &Printer) {
     }
 }
 
-fn create(args: CreateArgs, interrupts: &Interrupts, runtime: &Runtime) -> anyhow::Result<()> {
-    let printer = Printer::new(args.json, args.quiet);
-    check_create_paths(&args)?;
+fn create(args: CreateArgs, interrupts: &Interrupts, runtime: &Runtime) -> Result<(), BundleError> {
+    let printer = args.reporting.printer();
+    check_create_paths(&args).map_err(|e| InputError::Other(e.to_string()))?;
     let spec = BundleSpec::from_path(&args.spec).map_err(|e| BundleError::Input(e.into()))?;
     let keys = args
         .keys
@@ -360,14 +344,17 @@ fn create(args: CreateArgs, interrupts: &Interrupts, runtime: &Runtime) -> anyho
         .collect::<Result<Vec<_>, _>>()?;
     let output = match (&args.output, args.dry_run) {
         (Some(out), false) => Some(check_create_output(&args, &spec, out)?),
-        (None, false) => anyhow::bail!(
-            "missing -o OUT: where to write the bundle (e.g. -o {}-{}.tar.gz)",
-            spec.name,
-            args.version
-                .as_ref()
-                .or(spec.version.as_ref())
-                .map_or_else(|| "VERSION".to_owned(), ToString::to_string)
-        ),
+        (None, false) => {
+            return Err(InputError::Other(format!(
+                "missing -o OUT: where to write the bundle (e.g. -o {}-{}.tar.gz)",
+                spec.name,
+                args.version
+                    .as_ref()
+                    .or(spec.version.as_ref())
+                    .map_or_else(|| "VERSION".to_owned(), ToString::to_string)
+            ))
+            .into());
+        }
         (_, true) => None,
     };
     let opts = PlanOptions {
@@ -375,28 +362,21 @@ fn create(args: CreateArgs, interrupts: &Interrupts, runtime: &Runtime) -> anyho
         platforms: args.platforms.clone(),
         created: created_time()?,
     };
+    // One client for registries and Helm repositories: one set of CAs, proxies, timeouts
+    // and retries.
     let registry = Registry::new(ClientSettings {
-        ca_files: args.ca_file.iter().cloned().collect(),
-        plain_http: args.plain_http.clone(),
-        credentials: CredentialSource::docker_default(args.registry_config.as_deref()),
+        ca_files: args.access.ca_files.clone(),
+        plain_http: args.plain.plain_http.clone(),
+        credentials: CredentialSource::docker_default(args.access.registry_config.as_deref()),
         retry: RetryPolicy::default(),
         // Each retry as a warning (unless --quiet): a pull that retries can take many seconds.
         on_retry: Some(RetryNotice::new(move |retrying| {
             printer.warn(&retrying.to_string())
         })),
-    })
-    .map_err(|e| BundleError::Input(InputError::Other(e.to_string())))?;
-    let http = http_client(args.ca_file.as_deref()).map_err(|e| {
-        if e.is_input() {
-            BundleError::Input(InputError::Other(e.to_string()))
-        } else {
-            BundleError::Outside(e.to_string())
-        }
     })?;
-    let concurrency = usize::from(args.concurrency);
+    let concurrency = args.access.concurrency();
     let env = PlanEnv {
         registry: &registry,
-        http: &http,
         helm: args.helm.as_deref(),
         concurrency,
     };
@@ -450,6 +430,7 @@ fn create(args: CreateArgs, interrupts: &Interrupts, runtime: &Runtime) -> anyho
 fn main() {
     let cli = Cli::parse();
     if let Err((code, err)) = run(cli) {
-        fail(code, &err);
+        let hint = registry_advice(err.as_ref(), Binary::Bundler);
+        fail_advised(code, &err, hint);
     }
 }

@@ -82,9 +82,8 @@ impl Plan {
 /// What planning needs from the outside world.
 #[derive(Debug)]
 pub struct PlanEnv<'a> {
+    /// For registries and Helm HTTP repositories alike.
     pub registry: &'a Registry,
-    /// For Helm HTTP repositories.
-    pub http: &'a reqwest::Client,
     /// `helm`, for image discovery; found lazily when a spec asks for discovery.
     pub helm: Option<&'a Path>,
     /// Registry requests in flight at once.
@@ -381,15 +380,9 @@ async fn fetch_chart(
             let url = url::Url::parse(repo).map_err(|e| bad(format!("not a URL: {e}")))?;
             let version = semver::Version::parse(version)
                 .map_err(|e| bad(format!("version {version:?} is not SemVer: {e}")))?;
-            let fetched = chart::repo::fetch_repo_chart(env.http, &url, name, &version)
+            let fetched = chart::repo::fetch_repo_chart(env.registry, &url, name, &version)
                 .await
-                .map_err(|e| {
-                    if e.is_input() {
-                        BundleError::from(InputError::Other(e.to_string()))
-                    } else {
-                        BundleError::Outside(e.to_string())
-                    }
-                })?;
+                .map_err(BundleError::from)?;
             let origin = match fetched.index_digest {
                 Some(_) => fetched.url,
                 // Said in bundle.json and the plan: nothing vouched for these bytes but TLS.

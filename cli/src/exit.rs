@@ -26,6 +26,11 @@ impl ExitCode {
 
 /// Prints `error: ...` with its causes to stderr and exits with `code`.
 pub fn fail(code: ExitCode, err: &anyhow::Error) -> ! {
+    fail_advised(code, err, None)
+}
+
+/// [`fail`], then a `hint:` line saying what to do (the flag that fixes it), if there is one.
+pub fn fail_advised(code: ExitCode, err: &anyhow::Error, hint: Option<&str>) -> ! {
     let top = err.to_string();
     eprintln!("error: {top}");
     // Wrapper errors often repeat their source's text; print only causes that add something.
@@ -34,6 +39,9 @@ pub fn fail(code: ExitCode, err: &anyhow::Error) -> ! {
         if !top.contains(&text) {
             eprintln!("  caused by: {text}");
         }
+    }
+    if let Some(hint) = hint {
+        eprintln!("  hint: {hint}");
     }
     std::process::exit(code.code())
 }

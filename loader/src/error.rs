@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use sensei_core::verify::{Rejection, VerifyError};
+use sensei_registry::{RegistryError, SetupError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
@@ -18,9 +19,43 @@ pub enum LoaderError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The registry failed (network, TLS, credentials, a refusal): exit 3. Kept as the
+    /// registry client's own error, so the binary can tell what to do about its kind.
+    #[error("registry {}", registry_message(.0))]
+    Registry(#[source] Box<RegistryError>),
+    /// The registry client could not be set up: a CA file that holds no certificate (exit 2),
+    /// or the TLS setup itself (exit 3).
+    // Not transparent: the binary finds the SetupError in the chain to add its advice.
+    #[error("{0}")]
+    Client(#[from] SetupError),
+}
+
+impl From<RegistryError> for LoaderError {
+    fn from(e: RegistryError) -> Self {
+        LoaderError::Registry(Box::new(e))
+    }
+}
+
+/// `HOST: ACTION: KIND`, without an empty action.
+fn registry_message(e: &RegistryError) -> String {
+    if e.action.is_empty() {
+        format!("{}: {}", e.registry, e.kind)
+    } else {
+        e.to_string()
+    }
 }
 
 impl LoaderError {
+    /// True when the operator's input is at fault (exit 2), as opposed to a rejected bundle
+    /// (exit 1) or an outside failure (exit 3).
+    pub fn is_input(&self) -> bool {
+        match self {
+            LoaderError::Input { .. } => true,
+            LoaderError::Client(e) => e.is_ca_file(),
+            LoaderError::Rejected(_) | LoaderError::Io { .. } | LoaderError::Registry(_) => false,
+        }
+    }
+
     pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         LoaderError::Input {
             path: path.into(),

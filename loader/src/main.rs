@@ -4,6 +4,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use sensei_cli::advice::{Binary, registry_advice};
+use sensei_cli::flags::{Json, PlainHttpSwitch, RegistryAccess, Reporting};
 use sensei_cli::{ExitCode, Printer, args};
 use sensei_loader::error::LoaderError;
 use sensei_loader::verify::{TrustOptions, verify_bundle};
@@ -88,38 +90,31 @@ impl TrustArgs {
 }
 
 /// How to reach the target registry: `upgrade` pushes as `push` does, with the same flags.
+/// `--ca-file`, `--registry-config` and `--concurrency` are the bundler's too (`sensei_cli`);
+/// `--plain-http` is the loader's switch form of the bundler's flag.
 #[derive(Args, Debug)]
 struct TargetArgs {
-    /// CA certificates (PEM) to trust for the registry's TLS certificate (repeatable)
-    #[arg(long = "ca-file", value_name = "PEM")]
-    ca_files: Vec<PathBuf>,
-    /// The registry speaks plain HTTP, not HTTPS
-    #[arg(long)]
-    plain_http: bool,
+    #[command(flatten)]
+    access: RegistryAccess,
+    #[command(flatten)]
+    plain: PlainHttpSwitch,
     /// Registry user; the password is read from stdin (--password-stdin)
-    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    #[arg(
+        long,
+        value_name = "USER",
+        requires = "password_stdin",
+        conflicts_with = "registry_config"
+    )]
     username: Option<String>,
     /// Read the registry password (one line) from stdin
     #[arg(long, requires = "username")]
     password_stdin: bool,
-    /// Docker config.json with the registry's credentials (default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json)
-    #[arg(long, value_name = "CONFIG_JSON", conflicts_with = "username")]
-    registry_config: Option<PathBuf>,
-    /// Blobs uploaded at once (1 to 64)
-    #[arg(long, value_name = "N", default_value_t = default_concurrency(), value_parser = args::parse_concurrency)]
-    concurrency: u16,
 }
 
 impl TargetArgs {
     /// `--ca-file` and `--registry-config` name readable files.
     fn check_paths(&self) -> Result<(), args::BadPath> {
-        for p in &self.ca_files {
-            args::input_file("--ca-file", p)?;
-        }
-        if let Some(p) = &self.registry_config {
-            args::input_file("--registry-config", p)?;
-        }
-        Ok(())
+        self.access.check_paths()
     }
 
     /// The `--password-stdin` password, read now if asked for.
@@ -155,12 +150,8 @@ struct VerifyArgs {
     /// Reject a bundle of another name than this
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
-    /// Print the report as one JSON document on stdout
-    #[arg(long)]
-    json: bool,
-    /// No progress output
-    #[arg(long, short = 'q')]
-    quiet: bool,
+    #[command(flatten)]
+    reporting: Reporting,
 }
 
 #[derive(Args, Debug)]
@@ -176,16 +167,17 @@ struct InspectArgs {
     /// The bundle: the archive or the directory it was extracted into
     #[arg(value_name = "BUNDLE")]
     bundle: PathBuf,
-    /// Print as one JSON document on stdout
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: Json,
 }
 
+/// Every failure's exit code, by its kind: rejected 1, the operator's input 2, the registry,
+/// the network or the disk 3.
 fn exit_code(e: &LoaderError) -> ExitCode {
     match e {
         LoaderError::Rejected(_) => ExitCode::Rejected,
-        LoaderError::Input { .. } => ExitCode::Usage,
-        LoaderError::Io { .. } => ExitCode::Outside,
+        e if e.is_input() => ExitCode::Usage,
+        _ => ExitCode::Outside,
     }
 }
 
@@ -193,17 +185,23 @@ fn fail(printer: &Printer, e: LoaderError) -> ! {
     fail_with(printer, exit_code(&e), e)
 }
 
-/// The JSON verdict (with `--json`), the message on stderr, and the exit code.
+/// The JSON verdict (with `--json`), the message on stderr, what to do about it when a flag
+/// fixes it, and the exit code.
 fn fail_with<E>(printer: &Printer, code: ExitCode, e: E) -> !
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    printer.json(&serde_json::json!({
+    let hint = registry_advice(&e, Binary::Loader);
+    let mut verdict = serde_json::json!({
         "verdict": if code == ExitCode::Rejected { "rejected" } else { "error" },
         "exitCode": code.code(),
         "error": e.to_string(),
-    }));
-    sensei_cli::exit::fail(code, &anyhow::Error::new(e))
+    });
+    if let Some(hint) = hint {
+        verdict["hint"] = hint.into();
+    }
+    printer.json(&verdict);
+    sensei_cli::exit::fail_advised(code, &anyhow::Error::new(e), hint)
 }
 
 /// A bad path flag ends the command here with exit code 2, naming the flag.
@@ -217,7 +215,7 @@ fn main() {
     let cli = Cli::parse();
     match cli.command {
         Command::Verify(args) => {
-            let printer = Printer::new(args.json, args.quiet);
+            let printer = args.reporting.printer();
             usage_check(
                 &printer,
                 args::bundle_path("BUNDLE", &args.bundle).and_then(|()| args.trust.check_paths()),
@@ -235,7 +233,7 @@ fn main() {
         Command::Push(args) => run_push(*args),
         Command::Upgrade(args) => run_upgrade(*args),
         Command::Inspect(args) => {
-            let printer = Printer::new(args.json, false);
+            let printer = Printer::new(args.json.json, false);
             usage_check(&printer, args::bundle_path("BUNDLE", &args.bundle));
             match inspect::inspect(&args.bundle) {
                 Ok(i) => {
@@ -265,7 +263,9 @@ fn main() {
     mut_arg("registry_config", |a| a.help(
         "Docker config.json with the registry's credentials, for push and helm \
         (default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json)"
-    ))
+    )),
+    // Upgrade runs helm too, whose output --quiet also holds back.
+    mut_arg("quiet", |a| a.help("No progress output, no helm output unless it fails"))
 )]
 struct UpgradeArgs {
     /// The bundle: the archive (.tar, .tar.gz) or the directory it was extracted into
@@ -319,12 +319,8 @@ struct UpgradeArgs {
     kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     target: TargetArgs,
-    /// Print the report as one JSON document on stdout
-    #[arg(long)]
-    json: bool,
-    /// No progress output, no helm output unless it fails
-    #[arg(long, short = 'q')]
-    quiet: bool,
+    #[command(flatten)]
+    reporting: Reporting,
 }
 
 fn parse_registry(s: &str) -> Result<sensei_loader::mapping::Registry, String> {
@@ -359,7 +355,7 @@ fn run_upgrade(args: UpgradeArgs) {
     use sensei_loader::upgrade::{
         Fault, KubeTarget, PushOptions, RegistryPush, StateDir, UpgradeError, UpgradeOptions,
     };
-    let printer = Printer::new(args.json, args.quiet);
+    let printer = args.reporting.printer();
     usage_check(
         &printer,
         args::bundle_path("BUNDLE", &args.bundle)
@@ -402,12 +398,12 @@ fn run_upgrade(args: UpgradeArgs) {
         trust: args.trust.options(None),
         registry: args.registry,
         push: PushOptions {
-            ca_files: args.target.ca_files,
-            plain_http: args.target.plain_http,
+            ca_files: args.target.access.ca_files.clone(),
+            plain_http: args.target.plain.plain_http,
             username: args.target.username,
             password,
-            registry_config: args.target.registry_config,
-            concurrency: Some(usize::from(args.target.concurrency)),
+            concurrency: Some(args.target.access.concurrency()),
+            registry_config: args.target.access.registry_config,
             on_retry: Some(retry_notice(printer)),
         },
         release: args.release,
@@ -427,7 +423,9 @@ fn run_upgrade(args: UpgradeArgs) {
         },
     };
     let reporter = printer.reporter();
-    let observer = StderrObserver { quiet: args.quiet };
+    let observer = StderrObserver {
+        quiet: args.reporting.quiet,
+    };
     match sensei_loader::upgrade::upgrade(&opts, &RegistryPush, reporter.as_ref(), &observer) {
         Ok(report) => {
             printer.json(&serde_json::json!({
@@ -496,16 +494,8 @@ struct PushArgs {
     /// digest (by default such a push stops after the tag checks, reading no layer)
     #[arg(long)]
     full_check: bool,
-    /// Print the report as one JSON document on stdout
-    #[arg(long)]
-    json: bool,
-    /// No progress output
-    #[arg(long, short = 'q')]
-    quiet: bool,
-}
-
-fn default_concurrency() -> u16 {
-    u16::try_from(sensei_loader::push::DEFAULT_CONCURRENCY).unwrap_or(8)
+    #[command(flatten)]
+    reporting: Reporting,
 }
 
 /// `--password-stdin`: one line, kept in memory that is wiped when dropped.
@@ -534,7 +524,7 @@ fn retry_notice(printer: Printer) -> sensei_loader::push::RetryNotice {
 
 fn run_push(args: PushArgs) {
     use sensei_loader::push::{CredentialSource, Credentials, PushOptions, push_bundle, render};
-    let printer = Printer::new(args.json, args.quiet);
+    let printer = args.reporting.printer();
     usage_check(
         &printer,
         args::bundle_path("BUNDLE", &args.bundle)
@@ -550,13 +540,13 @@ fn run_push(args: PushArgs) {
         (Some(username), Some(password)) => {
             CredentialSource::Explicit(Credentials { username, password })
         }
-        _ => CredentialSource::docker_default(target.registry_config.as_deref()),
+        _ => CredentialSource::docker_default(target.access.registry_config.as_deref()),
     };
     let opts = PushOptions {
-        ca_files: target.ca_files,
-        plain_http: target.plain_http,
+        ca_files: target.access.ca_files.clone(),
+        plain_http: target.plain.plain_http,
         credentials,
-        concurrency: usize::from(target.concurrency),
+        concurrency: target.access.concurrency(),
         dry_run: args.dry_run,
         full_check: args.full_check,
         on_retry: Some(retry_notice(printer)),

@@ -71,16 +71,16 @@ use crate::verify::{TrustOptions, verify_bundle};
 /// Everything `push` was asked to do.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
-    /// `--registry HOST[:PORT][/PREFIX]`.
+    /// Where to push: `HOST[:PORT][/PREFIX]`.
     pub registry: Registry,
     pub trust: TrustOptions,
-    /// `--ca-file`: PEM certificates to trust for the registry's TLS.
+    /// PEM certificates to trust for the registry's TLS.
     pub ca_files: Vec<PathBuf>,
-    /// `--plain-http`: speak HTTP, not HTTPS, to the registry.
+    /// Speak HTTP, not HTTPS, to the registry.
     pub plain_http: bool,
-    /// `--username`/`--password-stdin`, else Docker's config.json (`--registry-config`).
+    /// A user name and password, else Docker's config.json.
     pub credentials: CredentialSource,
-    /// Blobs in flight at once (`--concurrency`).
+    /// Blobs in flight at once.
     pub concurrency: usize,
     /// Verify and print the mapping; send nothing.
     pub dry_run: bool,
@@ -444,7 +444,7 @@ fn push_planned(
             fresh_runtime = runtime().map_err(io)?;
             (
                 fresh_runtime.handle().clone(),
-                client(opts).map_err(|e| setup_error(bundle, e))?,
+                client(opts)?,
                 None,
                 None,
                 Arc::default(),
@@ -467,7 +467,7 @@ fn push_planned(
         )
         .await
     });
-    let presence = presence.map_err(registry_error)?;
+    let presence = presence?;
     // Only the blobs no repository has are read from the bundle (a `.tar.gz` pass stops
     // after the last of them, or never starts).
     let to_read: Vec<_> = graph
@@ -489,7 +489,7 @@ fn push_planned(
     let result = runtime.block_on(uploader.write(&graph, &presence));
     source.close();
     report.counts = result.map_err(|e| match e {
-        upload::UploadError::Registry(e) => registry_error(e),
+        upload::UploadError::Registry(e) => LoaderError::from(e),
         upload::UploadError::Changed(why) => {
             io(std::io::Error::new(std::io::ErrorKind::InvalidData, why))
         }
@@ -528,28 +528,5 @@ fn base_report(
         counts: Counts::default(),
         verify_seconds: None,
         push_seconds: 0.0,
-    }
-}
-
-/// The registry client could not be set up: a bad `--ca-file` is named as the flag's input,
-/// not the bundle's.
-fn setup_error(bundle: &Path, e: sensei_registry::SetupError) -> LoaderError {
-    let input = if e.is_ca_file() {
-        Path::new("--ca-file")
-    } else {
-        bundle
-    };
-    LoaderError::input(input, e.to_string())
-}
-
-/// A registry failure as the loader's outside failure (exit 3), naming the registry first.
-fn registry_error(e: RegistryError) -> LoaderError {
-    LoaderError::Io {
-        path: PathBuf::from(format!("registry {}", e.registry)),
-        source: std::io::Error::other(if e.action.is_empty() {
-            e.kind.to_string()
-        } else {
-            format!("{}: {}", e.action, e.kind)
-        }),
     }
 }

@@ -1,6 +1,7 @@
-//! The registry client: how to reach registries (CAs, plain HTTP, credentials), and
-//! authentication through oci-client. Blobs and manifests are in the submodules; every call
-//! retries what passes and hashes every byte against the digest it must have.
+//! The one HTTP client of a run: how to reach registries and Helm repositories (CAs, plain
+//! HTTP, proxies from the environment, timeouts, credentials), and authentication through
+//! oci-client. Blobs, manifests and plain downloads are in the submodules; every call retries
+//! what passes and hashes every byte against the digest it must have.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,21 +18,31 @@ use crate::retry::{RetryNotice, RetryPolicy, Retrying};
 
 mod blob;
 mod catalog;
+mod download;
 mod manifest;
 mod request;
 mod session;
 mod upload;
 
 pub use blob::{BlobSink, FileSink};
+pub use download::Download;
 pub use manifest::FetchedManifest;
 pub use session::Staged;
 
-/// How to reach registries.
+/// A stuck connection attempt fails after this (and is retried as any connection failure).
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// A server that sends nothing for this long has gone away.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+const USER_AGENT: &str = concat!("sensei/", env!("CARGO_PKG_VERSION"));
+
+/// How to reach registries and Helm repositories. Proxies come from the environment
+/// (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`), read by reqwest for every request of the client.
 #[derive(Debug, Clone, Default)]
 pub struct ClientSettings {
-    /// PEM files of extra CAs to trust (`--ca-file`).
+    /// PEM files of extra CAs to trust, for registries and Helm repositories alike.
     pub ca_files: Vec<PathBuf>,
-    /// Hosts (`host[:port]`) spoken to over plain HTTP (`--plain-http`); all others use TLS.
+    /// Registry hosts (`host[:port]`) spoken to over plain HTTP; all others use TLS. (A Helm
+    /// repository's URL says its scheme itself.)
     pub plain_http: Vec<String>,
     pub credentials: CredentialSource,
     pub retry: RetryPolicy,
@@ -101,7 +112,7 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-/// Why the client could not be built (a bad `--ca-file`, most likely): an input error.
+/// Why the client could not be built: a bad CA file (an input error), or the TLS setup.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("cannot read CA file {path}: {source}")]
@@ -119,20 +130,20 @@ pub enum SetupError {
 }
 
 impl SetupError {
-    /// True when the problem is a `--ca-file` (unreadable, or not PEM certificates).
+    /// True when the problem is a CA file (unreadable, or not PEM certificates).
     pub fn is_ca_file(&self) -> bool {
         matches!(self, Self::CaRead { .. } | Self::CaParse { .. })
     }
 }
 
-/// One `--ca-file`: its PEM text and the certificates parsed from it.
+/// One CA file: its PEM text and the certificates parsed from it.
 #[derive(Debug)]
 pub struct CaFile {
     pub pem: Vec<u8>,
     pub certs: Vec<reqwest::Certificate>,
 }
 
-/// Reads a `--ca-file`: a PEM bundle of one or more certificates. A file that can't be read,
+/// Reads a CA file: a PEM bundle of one or more certificates. A file that can't be read,
 /// or holds no certificate, fails naming the file.
 pub fn read_ca_file(path: &Path) -> Result<CaFile, SetupError> {
     let pem = std::fs::read(path).map_err(|source| SetupError::CaRead {
@@ -168,18 +179,18 @@ impl Registry {
             extra_root_certificates: oci_certs,
             use_monolithic_push: true,
             platform_resolver: None,
-            connect_timeout: Some(std::time::Duration::from_secs(15)),
-            read_timeout: Some(std::time::Duration::from_secs(120)),
-            user_agent: concat!("sensei/", env!("CARGO_PKG_VERSION")),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            user_agent: USER_AGENT,
             ..ClientConfig::default()
         };
         let oci =
             oci_client::Client::try_from(config).map_err(|e| SetupError::Client(e.to_string()))?;
         let http = reqwest::Client::builder()
             .tls_certs_merge(http_certs)
-            .connect_timeout(std::time::Duration::from_secs(15))
-            .read_timeout(std::time::Duration::from_secs(120))
-            .user_agent(concat!("sensei/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(USER_AGENT)
             .build()
             .map_err(|e| SetupError::Client(e.to_string()))?;
         Ok(Self {
@@ -204,8 +215,23 @@ impl Registry {
         }
     }
 
-    /// `op` under the retry policy, each retry told to `on_retry` as one on `host`.
+    /// `op` under the retry policy, each retry told to `on_retry` as one on registry `host`.
     async fn retried<T, F, Fut>(&self, host: &str, op: F) -> Result<T, ErrorKind>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ErrorKind>>,
+    {
+        self.retried_as("registry", host, op).await
+    }
+
+    /// `op` under the retry policy, each retry told to `on_retry` as one on `host`, a `server`
+    /// ("registry", "Helm repository").
+    async fn retried_as<T, F, Fut>(
+        &self,
+        server: &'static str,
+        host: &str,
+        op: F,
+    ) -> Result<T, ErrorKind>
     where
         F: FnMut(u32) -> Fut,
         Fut: std::future::Future<Output = Result<T, ErrorKind>>,
@@ -214,7 +240,8 @@ impl Registry {
         policy
             .run(op, |attempt, delay, error| {
                 self.tell(&Retrying {
-                    registry: host,
+                    server,
+                    host,
                     error,
                     attempt,
                     attempts: policy.attempts,
@@ -287,7 +314,9 @@ impl Registry {
     /// registry open to the network), false if it asks for them (or fails for good in another
     /// way, TLS say: the real request reports that). A busy registry or a broken connection is
     /// asked again, as any request: taken for "asks for credentials", it would cost every later
-    /// request a probe of its own; still failing, it fails the request.
+    /// request a probe of its own; still failing, it fails the request, for good: most requests
+    /// probe from inside their own retries, and retrying a probe that already used its attempts
+    /// made a stopped registry take minutes (twelve times twelve attempts) to report.
     async fn needs_no_auth(&self, host: &str) -> Result<bool, ErrorKind> {
         let url = format!("{}://{host}/v2/", self.scheme(host));
         self.retried(host, |_| async {
@@ -309,7 +338,16 @@ impl Registry {
             Ok(status.is_success())
         })
         .await
-        .or_else(|e| if e.is_transient() { Err(e) } else { Ok(false) })
+        .or_else(|e| {
+            if e.is_transient() {
+                Err(ErrorKind::GaveUp {
+                    tried: self.inner.settings.retry.attempts,
+                    last: Box::new(e),
+                })
+            } else {
+                Ok(false)
+            }
+        })
     }
 
     /// The Authorization header for our own requests: a bearer token from the registry's

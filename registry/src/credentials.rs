@@ -61,14 +61,14 @@ pub enum CredentialSource {
     /// None: anonymous access.
     #[default]
     Anonymous,
-    /// The same credentials for every registry contacted (push: `--username`/`--password-stdin`).
+    /// The same credentials for every registry contacted (a user name and password given on the command line).
     Explicit(Credentials),
     /// A Docker `config.json`.
     DockerConfig(PathBuf),
 }
 
 impl CredentialSource {
-    /// `--registry-config` if given, else `$DOCKER_CONFIG/config.json`, else
+    /// The file given (a `config.json`) if any, else `$DOCKER_CONFIG/config.json`, else
     /// `~/.docker/config.json`, if that file exists; else anonymous.
     pub fn docker_default(explicit: Option<&Path>) -> Self {
         if let Some(path) = explicit {

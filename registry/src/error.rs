@@ -19,8 +19,10 @@ pub struct RegistryError {
 /// The cause, with the fix in its message.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
+    /// No credentials for the host, or none it accepts without a token. Which flags give
+    /// credentials is the binaries' to say.
     #[error(
-        "authentication required (401) and no credentials were found for this registry: add them to the Docker config.json (`docker login HOST`; the bundler's --registry-config names another file), or for push pass --username with --password-stdin"
+        "authentication required (401) and no credentials were found for this registry: add them to Docker's config.json (`docker login HOST`)"
     )]
     Unauthorized,
     #[error(
@@ -33,11 +35,13 @@ pub enum ErrorKind {
     Forbidden,
     #[error("not found (404): check the repository name, tag or digest")]
     NotFound,
+    /// The TLS handshake failed: most often a certificate from a CA not trusted here, or a
+    /// server that speaks plain HTTP. The flags that fix either are the binaries' to name.
     #[error(
-        "TLS failed: {0}; if the registry uses a private CA, pass its certificate with --ca-file, or name the host with --plain-http if it serves plain HTTP"
+        "TLS failed: {0}; the server's certificate is not signed by a trusted CA, or the server speaks plain HTTP"
     )]
     Tls(String),
-    #[error("cannot connect: {0}; check the host and port, and that the registry is running")]
+    #[error("cannot connect: {0}; check the host and port, and that the server is running")]
     Connect(String),
     /// The connection broke after the request went out: a reset, a proxy cutting it, a
     /// timeout. Nothing says whether the registry acted on it.
@@ -58,6 +62,10 @@ pub enum ErrorKind {
         size: u64,
         last: Box<ErrorKind>,
     },
+    /// A step that retried on its own ran out of attempts: not worth retrying again from the
+    /// request around it (that would multiply the attempts, and the wait, by its own).
+    #[error("gave up after {tried} attempts: {last}")]
+    GaveUp { tried: u32, last: Box<ErrorKind> },
     #[error("the registry answered HTTP {status}: {message}")]
     Status {
         status: u16,

@@ -185,8 +185,10 @@ impl ProgressBudget {
 /// can take many seconds; this is what the user is shown meanwhile (libraries don't print).
 #[derive(Debug)]
 pub struct Retrying<'a> {
-    /// `HOST[:PORT]` of the registry.
-    pub registry: &'a str,
+    /// What kind of server answered: `"registry"`, or `"Helm repository"` for a chart download.
+    pub server: &'static str,
+    /// `HOST[:PORT]` of the server.
+    pub host: &'a str,
     pub error: &'a ErrorKind,
     /// The attempt about to run (2 for the first retry) and the most there will be (for a
     /// blob upload, the most without progress).
@@ -246,7 +248,7 @@ impl fmt::Display for Resend {
 
 impl fmt::Display for Retrying<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "registry {}: {}; ", self.registry, self.error)?;
+        write!(f, "{} {}: {}; ", self.server, self.host, self.error)?;
         if let Some(resend) = &self.resend {
             write!(f, "{resend}; ")?;
         }
@@ -260,9 +262,9 @@ impl fmt::Display for Retrying<'_> {
             f,
             "retrying in {delay}{} ",
             if self.error.retry_after().is_some() {
-                " as the registry asked"
+                format!(" as the {} asked", self.server)
             } else {
-                ""
+                String::new()
             },
         )?;
         match &self.resend {
@@ -374,7 +376,8 @@ mod tests {
 
         let error = ErrorKind::from_status(503, "busy");
         let line = Retrying {
-            registry: "registry.internal:5000",
+            server: "registry",
+            host: "registry.internal:5000",
             error: &error,
             attempt: 2,
             attempts: 6,
@@ -421,7 +424,8 @@ mod tests {
 
         let error = asking(20);
         let line = Retrying {
-            registry: "registry.internal:5000",
+            server: "registry",
+            host: "registry.internal:5000",
             error: &error,
             attempt: 2,
             attempts: 6,
@@ -499,7 +503,8 @@ mod tests {
         let short = &digest.hex()[..12];
         let error = ErrorKind::Interrupted("connection reset by peer".into());
         let mut retrying = Retrying {
-            registry: "registry.internal:5000",
+            server: "registry",
+            host: "registry.internal:5000",
             error: &error,
             attempt: 4,
             attempts: 10,

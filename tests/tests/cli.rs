@@ -490,3 +490,92 @@ fn a_bad_ca_file_exits_2_naming_the_file_before_any_connection() {
         }
     }
 }
+
+/// The help paragraph of `flag` in a `--help` text, whitespace folded (clap wraps it to fit).
+fn flag_help(help: &str, flag: &str) -> String {
+    // An option's own line: indented, starting with a dash, naming the flag as a word (prose
+    // in the about text may mention the flag too).
+    let mut lines = help.lines().skip_while(|l| {
+        let t = l.trim_start();
+        !(l.starts_with("  ") && t.starts_with('-') && t.split([' ', ',']).any(|w| w == flag))
+    });
+    let head = lines
+        .next()
+        .unwrap_or_else(|| panic!("{flag} not in:\n{help}"));
+    // Short help sits after the flag on its line; long help on the lines below it.
+    let after = head.trim_start().split_once("  ").map_or("", |(_, h)| h);
+    // Long help is indented further than the option lines, with blank lines between its
+    // paragraphs (`[default: 8]` is one of them).
+    let below = lines.take_while(|l| l.trim().is_empty() || l.starts_with("          "));
+    std::iter::once(after)
+        .chain(below)
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The registry access and output flags are defined once (`sensei_cli::flags`): both binaries
+/// show them with the same help text, and `--plain-http` keeps each binary's form.
+#[test]
+fn both_binaries_show_the_shared_flags_with_the_same_help() {
+    let create = run_ok(bundler().args(["create", "--help"]));
+    let push = run_ok(loader().args(["push", "--help"]));
+    let upgrade = run_ok(loader().args(["upgrade", "--help"]));
+    for flag in ["--ca-file", "--concurrency", "--json", "--quiet"] {
+        let shown = flag_help(&create, flag);
+        assert!(!shown.is_empty(), "{flag} has no help");
+        assert_eq!(
+            shown,
+            flag_help(&push, flag),
+            "{flag}: create and push differ"
+        );
+        if flag != "--quiet" {
+            assert_eq!(
+                shown,
+                flag_help(&upgrade, flag),
+                "{flag}: create and upgrade differ"
+            );
+        }
+    }
+    assert_eq!(
+        flag_help(&create, "--registry-config"),
+        flag_help(&push, "--registry-config")
+    );
+    assert!(flag_help(&create, "--ca-file").contains("repeatable"));
+    assert!(create.contains("--plain-http <HOST[:PORT]>"), "{create}");
+    assert!(
+        push.contains("--plain-http") && !push.contains("--plain-http <"),
+        "{push}"
+    );
+    let (b, l) = (
+        flag_help(&create, "--plain-http"),
+        flag_help(&push, "--plain-http"),
+    );
+    assert!(
+        b.starts_with("Speak plain HTTP, not HTTPS, to")
+            && l.starts_with("Speak plain HTTP, not HTTPS, to"),
+        "{b} / {l}"
+    );
+    // The same validation: a URL is not a host, a concurrency out of range is refused.
+    let bad = run(bundler().args(["create", "-f", "x.yaml", "--plain-http", "http://h:5000"]));
+    assert_exit(&bad, 2);
+    assert!(
+        stderr(&bad).contains("without the http:// scheme"),
+        "{}",
+        stderr(&bad)
+    );
+    for bin in [bundler as fn() -> Command, loader] {
+        let sub = if bin().get_program().to_string_lossy().contains("bundler") {
+            "create"
+        } else {
+            "push"
+        };
+        let bad = run(bin().args([sub, "--concurrency", "65"]));
+        assert_exit(&bad, 2);
+        assert!(
+            stderr(&bad).contains("is not a number from 1 to 64"),
+            "{}",
+            stderr(&bad)
+        );
+    }
+}

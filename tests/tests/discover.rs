@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use sensei_bundler::chart::package_dir;
-use sensei_bundler::chart::repo::{RepoError, fetch_repo_chart, http_client};
+use sensei_bundler::chart::repo::{RepoError, fetch_repo_chart};
 use sensei_bundler::discover::{Discovered, discover_images};
 use sensei_core::digest::Digest;
 use sensei_tests::bins::run_ok;
@@ -79,7 +79,7 @@ async fn a_chart_from_a_helm_repository_is_checked_and_discovered() {
     write_discovery_chart(&chart_dir).unwrap();
     let tgz = publish(&chart_dir, &repo_dir);
     let server = StaticServer::with_prefix(&repo_dir, "charts");
-    let http = http_client(None).unwrap();
+    let http = sensei_registry::Registry::new(sensei_registry::ClientSettings::default()).unwrap();
     let repo = url::Url::parse(&server.url()).unwrap();
     let version = semver::Version::parse(DISCOVERY_VERSION).unwrap();
 

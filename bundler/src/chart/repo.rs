@@ -1,21 +1,20 @@
 //! Charts from Helm HTTP repositories: `index.yaml`, then the `.tgz` it points to, checked
 //! against the digest the index gives.
 //!
-//! Nothing a repository sends is trusted: both downloads are read chunk by chunk under a size
-//! bound (a hostile or broken server can't make us buffer without limit), the chart's sha256 must
-//! equal the index's, and the packaged chart must be the name and version asked for. The chart's
-//! bytes are kept exactly as downloaded, so its digest stays the one the repository publishes.
+//! Both downloads go through the run's one registry client ([`Registry::download`]): the same
+//! CAs, proxies and timeouts as the registries, and the same retries, a server's
+//! `Retry-After` included. Nothing a repository sends is trusted: both downloads are read
+//! chunk by chunk under a size bound (a hostile or broken server can't make us buffer without
+//! limit), the chart's sha256 must equal the index's, and the packaged chart must be the name
+//! and version asked for. The chart's bytes are kept exactly as downloaded, so its digest stays
+//! the one the repository publishes.
 
 mod index;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
-use std::time::Duration;
-
-use reqwest::StatusCode;
-use sensei_core::digest::{Digest, Hasher};
-use sensei_registry::error::error_chain;
+use sensei_core::digest::Digest;
+use sensei_registry::{Download, ErrorKind, Registry};
 use url::Url;
 
 use super::{ChartError, MAX_CHART_BYTES, PackagedChart, from_tgz_bytes};
@@ -23,11 +22,6 @@ use index::{Lookup, shown};
 
 /// Upper bound on `index.yaml`. Large public repositories publish indexes of 10–20 MiB.
 pub const MAX_INDEX_BYTES: u64 = 32 * 1024 * 1024;
-
-/// A stuck connection attempt fails after this; the build goes on failing fast rather than hang.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// A server that sends nothing for this long has gone away.
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A chart fetched from a Helm repository.
 #[derive(Debug, Clone)]
@@ -42,14 +36,12 @@ pub struct RepoChart {
 }
 
 /// Why a chart could not be fetched from a Helm repository. Every variant names the URL (with
-/// any password hidden); see [`RepoError::is_input`] for the exit code.
+/// any password hidden), and every one is an outside failure (exit 3): the repository, the
+/// network, or what the repository holds, not the user's input.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    /// The `--ca-file` (read as the registry client reads it).
-    #[error(transparent)]
-    CaFile(#[from] sensei_registry::SetupError),
-    #[error("cannot set up the HTTP client: {0}")]
-    Client(String),
+    /// The download failed on the way (connection, TLS, a cut-off body), after the retries;
+    /// the cause keeps its type, so the binary can add advice on its flags (a TLS failure).
     #[error(
         "{url}: {cause} (while downloading {what}); check the URL and that the server is \
          reachable from this machine"
@@ -57,17 +49,18 @@ pub enum RepoError {
     Network {
         url: String,
         what: &'static str,
-        cause: String,
+        #[source]
+        cause: ErrorKind,
     },
     #[error(
         "{url}: the server answered {status}: the repository needs credentials; give them in \
          the repository URL (https://USER:TOKEN@host/path) or download the chart and use path:"
     )]
-    Credentials { url: String, status: StatusCode },
+    Credentials { url: String, status: u16 },
     #[error("{url}: the server answered {status} for {what}{hint}")]
     Status {
         url: String,
-        status: StatusCode,
+        status: u16,
         what: &'static str,
         hint: &'static str,
     },
@@ -143,36 +136,11 @@ pub enum RepoError {
     },
 }
 
-impl RepoError {
-    /// True for problems with the user's input (the `--ca-file`): exit code 2. Everything else
-    /// (network, HTTP status, integrity, a chart or version the repository doesn't have, a
-    /// broken download) is an outside failure: exit code 3.
-    pub fn is_input(&self) -> bool {
-        matches!(self, Self::CaFile(_))
-    }
-}
-
-/// The HTTP client for Helm repositories: the system's roots plus the CAs in `ca_file` (PEM,
-/// one or more certificates), timeouts on connecting and on silent servers, and redirects
-/// followed (reqwest drops credentials when a redirect leaves the host).
-pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, RepoError> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("sensei-bundler/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT);
-    if let Some(path) = ca_file {
-        builder = builder.tls_certs_merge(sensei_registry::read_ca_file(path)?.certs);
-    }
-    builder
-        .build()
-        .map_err(|e| RepoError::Client(error_chain(&e)))
-}
-
 /// Downloads chart `name` at `version` from the Helm repository at `repo`: reads its
 /// `index.yaml`, downloads the `.tgz` the index lists first, checks it against the index's
 /// digest, and checks that it is the chart and version asked for.
 pub async fn fetch_repo_chart(
-    http: &reqwest::Client,
+    registry: &Registry,
     repo: &Url,
     name: &str,
     version: &semver::Version,
@@ -182,7 +150,9 @@ pub async fn fetch_repo_chart(
         url: repo_shown.clone(),
         problem,
     })?;
-    let (index_bytes, _) = get_bounded(http, &index_url, MAX_INDEX_BYTES, "index.yaml").await?;
+    let index_bytes = get_bounded(registry, &index_url, MAX_INDEX_BYTES, "index.yaml")
+        .await?
+        .bytes;
     let entry = index::lookup(&index_bytes, repo, name, version).map_err(|lookup| {
         let repo = repo_shown.clone();
         let chart = format!("{name} {version}");
@@ -219,7 +189,10 @@ pub async fn fetch_repo_chart(
     drop(index_bytes);
 
     let url = shown(&entry.url);
-    let (tgz, actual) = get_bounded(http, &entry.url, MAX_CHART_BYTES, "the chart").await?;
+    let Download {
+        bytes: tgz,
+        digest: actual,
+    } = get_bounded(registry, &entry.url, MAX_CHART_BYTES, "the chart").await?;
     if let Some(expected) = entry.digest
         && expected != actual
     {
@@ -244,62 +217,45 @@ pub async fn fetch_repo_chart(
     })
 }
 
-/// GETs `url` into memory, failing as soon as more than `limit` bytes arrive (the declared
-/// length is checked first, but not trusted). Returns the body and its sha256.
+/// GETs `url` into memory through the registry client (bounded, hashed, retried), and says
+/// what a failure means for a Helm repository.
 async fn get_bounded(
-    http: &reqwest::Client,
+    registry: &Registry,
     url: &Url,
     limit: u64,
     what: &'static str,
-) -> Result<(Vec<u8>, Digest), RepoError> {
-    let network = |e: reqwest::Error| RepoError::Network {
-        url: shown(url),
-        what,
-        cause: error_chain(&e.without_url()),
-    };
-    let mut response = http.get(url.clone()).send().await.map_err(network)?;
-    let status = response.status();
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        return Err(RepoError::Credentials {
-            url: shown(url),
-            status,
-        });
-    }
-    if !status.is_success() {
-        let hint = match (status, what) {
-            (StatusCode::NOT_FOUND, "index.yaml") => {
-                "; is this a Helm repository? (it serves index.yaml under its URL)"
-            }
-            (StatusCode::NOT_FOUND, _) => "; the repository index lists a file it doesn't serve",
-            (s, _) if s.is_server_error() => "; the server failed, try again later",
-            _ => "",
-        };
-        return Err(RepoError::Status {
-            url: shown(url),
-            status,
-            what,
-            hint,
-        });
-    }
-    let too_large = || RepoError::TooLarge {
-        url: shown(url),
-        what,
-        limit,
-    };
-    let declared = response.content_length();
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    // The declared length only sizes the buffer, capped: a server may lie about it.
-    let capacity = declared.unwrap_or(0).min(limit).min(8 * 1024 * 1024);
-    let mut body = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
-    let mut hasher = Hasher::new();
-    while let Some(chunk) = response.chunk().await.map_err(network)? {
-        if body.len() as u64 + chunk.len() as u64 > limit {
-            return Err(too_large());
+) -> Result<Download, RepoError> {
+    registry
+        .download(url, limit, what)
+        .await
+        .map_err(|kind| repo_error(url, what, limit, kind))
+}
+
+/// A failed download as a Helm repository's error: statuses with what they mean here.
+fn repo_error(url: &Url, what: &'static str, limit: u64, kind: ErrorKind) -> RepoError {
+    let url = shown(url);
+    let status = match kind {
+        ErrorKind::Unauthorized | ErrorKind::CredentialsRejected { .. } => {
+            return RepoError::Credentials { url, status: 401 };
         }
-        hasher.update(&chunk);
-        body.extend_from_slice(&chunk);
+        ErrorKind::Forbidden => return RepoError::Credentials { url, status: 403 },
+        ErrorKind::TooLarge { .. } => return RepoError::TooLarge { url, what, limit },
+        ErrorKind::NotFound => 404,
+        ErrorKind::Status { status, .. } => status,
+        cause => return RepoError::Network { url, what, cause },
+    };
+    let hint = match (status, what) {
+        (404, "index.yaml") => "; is this a Helm repository? (it serves index.yaml under its URL)",
+        (404, _) => "; the repository index lists a file it doesn't serve",
+        (s, _) if s >= 500 || s == 429 => {
+            "; the server kept failing through every retry, try again later"
+        }
+        _ => "",
+    };
+    RepoError::Status {
+        url,
+        status,
+        what,
+        hint,
     }
-    Ok((body, hasher.finish()))
 }

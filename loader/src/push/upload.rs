@@ -121,7 +121,7 @@ impl Failed {
 /// A registry failure that came after the retries ran out (rather than one no retry could
 /// help, like access refused): one blob's bad luck, not a reason to stop the others.
 fn gave_up(e: &RegistryError) -> bool {
-    e.kind.is_transient() || matches!(e.kind, ErrorKind::Stalled { .. })
+    e.kind.is_transient() || matches!(e.kind, ErrorKind::Stalled { .. } | ErrorKind::GaveUp { .. })
 }
 
 fn add(counter: &AtomicU64, n: u64) {

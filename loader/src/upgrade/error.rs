@@ -92,16 +92,15 @@ impl UpgradeError {
             UpgradeError::Loader(LoaderError::Rejected(_))
             | UpgradeError::Refused(_)
             | UpgradeError::BadChart(_) => Fault::Rejected,
-            UpgradeError::Loader(LoaderError::Input { .. }) | UpgradeError::Usage(_) => {
-                Fault::Input
-            }
+            UpgradeError::Loader(e) if e.is_input() => Fault::Input,
+            UpgradeError::Usage(_) => Fault::Input,
             // A reference that cannot be mapped is in the bundle itself: the signed content
             // holds something this loader cannot load.
             UpgradeError::Mapping(MappingError::BadRegistry { .. }) => Fault::Input,
             UpgradeError::Mapping(_) => Fault::Rejected,
             UpgradeError::Push(p) => p.fault,
             UpgradeError::HelmUpgrade { source, .. } => source.fault(),
-            UpgradeError::Loader(LoaderError::Io { .. })
+            UpgradeError::Loader(_)
             | UpgradeError::HelmMissing { .. }
             | UpgradeError::HelmUnsupported { .. }
             | UpgradeError::ClusterUnreachable { .. }

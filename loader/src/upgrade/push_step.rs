@@ -128,8 +128,8 @@ impl PushStep for RegistryPush {
         let failure = |e: LoaderError| PushFailure {
             fault: match &e {
                 LoaderError::Rejected(_) => Fault::Rejected,
-                LoaderError::Input { .. } => Fault::Input,
-                LoaderError::Io { .. } => Fault::Outside,
+                e if e.is_input() => Fault::Input,
+                _ => Fault::Outside,
             },
             registry: registry.clone(),
             source: Box::new(e),

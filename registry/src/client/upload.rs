@@ -140,7 +140,8 @@ impl Registry {
             }
             let delay = budget.wait_before(&policy, &error);
             self.tell(&Retrying {
-                registry: &repo.host,
+                server: "registry",
+                host: &repo.host,
                 error: &error,
                 attempt: budget.tried() + 1,
                 attempts: budget.attempts(),

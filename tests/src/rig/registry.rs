@@ -184,6 +184,12 @@ impl Registry {
         self.tls.as_ref().map(|t| t.ca_cert.as_path())
     }
 
+    /// The CA and the server certificate and key (TLS registries only): another TLS server
+    /// with the same certificate is trusted through the same CA file.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
     /// A directory holding only `ca.crt` (for skopeo's `--cert-dir`), TLS registries only.
     pub fn cert_dir(&self) -> Option<&Path> {
         self.tls.as_ref().map(|t| t.cert_dir.as_path())

@@ -210,27 +210,44 @@ fn urls_resolve_as_helm_resolves_them() -> TestResult {
     Ok(())
 }
 
+/// The run's one client, retrying quickly: a failure test need not wait out the backoff.
+fn client() -> Result<Registry, sensei_registry::SetupError> {
+    client_with(vec![])
+}
+
+fn client_with(ca_files: Vec<std::path::PathBuf>) -> Result<Registry, sensei_registry::SetupError> {
+    Registry::new(sensei_registry::ClientSettings {
+        ca_files,
+        retry: sensei_registry::RetryPolicy {
+            attempts: 3,
+            base: std::time::Duration::from_millis(1),
+            max: std::time::Duration::from_millis(2),
+        },
+        ..Default::default()
+    })
+}
+
 #[test]
 fn the_ca_file_must_hold_certificates() -> TestResult {
     let dir = tempfile::tempdir()?;
     let missing = dir.path().join("missing.pem");
-    let err = http_client(Some(&missing)).expect_err("missing file");
+    let err = client_with(vec![missing]).expect_err("missing file");
     assert!(
-        err.is_input() && err.to_string().contains("missing.pem"),
+        err.is_ca_file() && err.to_string().contains("missing.pem"),
         "{err}"
     );
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "not a certificate\n")?;
-    let err = http_client(Some(&empty)).expect_err("no certificate");
+    let err = client_with(vec![empty]).expect_err("no certificate");
     assert!(
-        err.is_input()
+        err.is_ca_file()
             && err
                 .to_string()
                 .contains("empty.pem holds no PEM certificate")
             && err.to_string().contains("BEGIN CERTIFICATE"),
         "{err}"
     );
-    assert!(http_client(None).is_ok());
+    assert!(client().is_ok());
     Ok(())
 }
 
@@ -396,7 +413,7 @@ async fn fetches_and_checks_a_chart_that_helm_indexed() -> TestResult {
         ),
         ("/charts/demo-1.2.0.tgz", Reply::Body(repo.tgz.clone())),
     ]))?;
-    let http = http_client(None)?;
+    let http = client()?;
     let got = fetch_repo_chart(&http, &server.url("/charts"), "demo", &v("1.2.0")).await?;
     assert_eq!(
         (
@@ -420,10 +437,7 @@ async fn fetches_and_checks_a_chart_that_helm_indexed() -> TestResult {
     let err = fetch_repo_chart(&http, &server.url("/charts"), "nope", &v("1.2.0"))
         .await
         .expect_err("no such chart");
-    assert!(
-        matches!(err, RepoError::ChartNotFound { .. }) && !err.is_input(),
-        "{err}"
-    );
+    assert!(matches!(err, RepoError::ChartNotFound { .. }), "{err}");
     Ok(())
 }
 
@@ -437,7 +451,7 @@ async fn a_corrupt_download_is_an_integrity_error() -> TestResult {
         ("/index.yaml", Reply::Body(repo.index.into_bytes())),
         ("/demo-1.2.0.tgz", Reply::Body(corrupt.clone())),
     ]))?;
-    let err = fetch_repo_chart(&http_client(None)?, &server.url("/"), "demo", &v("1.2.0"))
+    let err = fetch_repo_chart(&client()?, &server.url("/"), "demo", &v("1.2.0"))
         .await
         .expect_err("corrupt");
     let RepoError::Integrity {
@@ -468,7 +482,7 @@ async fn an_unchecked_or_mislabelled_chart_is_reported() -> TestResult {
         ("/index.yaml", Reply::Body(index.into())),
         ("/demo-1.2.0.tgz", Reply::Body(repo.tgz)),
     ]))?;
-    let http = http_client(None)?;
+    let http = client()?;
     let got = fetch_repo_chart(&http, &server.url("/"), "demo", &v("1.2.0")).await?;
     assert_eq!(got.index_digest, None, "no digest in the index: unchecked");
     let err = fetch_repo_chart(&http, &server.url("/"), "other", &v("1.2.0"))
@@ -492,7 +506,7 @@ async fn http_failures_name_the_url_and_the_status() -> TestResult {
             Reply::Body(b"entries:\n  demo:\n  - {version: 1.0.0, urls: [demo.tgz]}\n".to_vec()),
         ),
     ]))?;
-    let http = http_client(None)?;
+    let http = client()?;
     let fetch =
         async |path: &str| fetch_repo_chart(&http, &server.url(path), "demo", &v("1.0.0")).await;
 
@@ -532,7 +546,13 @@ async fn http_failures_name_the_url_and_the_status() -> TestResult {
     .await
     .expect_err("connection refused");
     assert!(
-        matches!(err, RepoError::Network { .. }) && !err.is_input(),
+        matches!(
+            err,
+            RepoError::Network {
+                cause: ErrorKind::Connect(_),
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains(&closed.to_string()), "{err}");
@@ -547,7 +567,7 @@ async fn downloads_stop_at_their_bound() -> TestResult {
         ("/claims", Reply::Claims(MAX_INDEX_BYTES + 1)),
         ("/fits", Reply::Unsized(vec![b'x'; 1024])),
     ]))?;
-    let http = http_client(None)?;
+    let http = client()?;
     for path in ["/sized", "/unsized"] {
         let err = get_bounded(&http, &server.url(path), 1024, "index.yaml")
             .await
@@ -561,7 +581,8 @@ async fn downloads_stop_at_their_bound() -> TestResult {
         .await
         .expect_err("declared too large");
     assert!(matches!(err, RepoError::TooLarge { .. }), "{err}");
-    let (body, digest) = get_bounded(&http, &server.url("/fits"), 1024, "index.yaml").await?;
-    assert_eq!((body.len(), digest), (1024, Digest::of(&[b'x'; 1024])));
+    let Download { bytes, digest } =
+        get_bounded(&http, &server.url("/fits"), 1024, "index.yaml").await?;
+    assert_eq!((bytes.len(), digest), (1024, Digest::of(&[b'x'; 1024])));
     Ok(())
 }

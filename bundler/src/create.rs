@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sensei_core::archive::{OutputCompression, TarWriter};
 use sensei_core::content::{Entry, entries};
-use sensei_core::digest::{Digest, Hasher};
+use sensei_core::digest::Digest;
 use sensei_core::manifest::{
     BundleManifest, Compat, FileEntry, MANIFEST_FILE, MEDIA_TYPE, SCHEMA_VERSION, SIGNATURE_FILE,
     file_mode,
@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::blob::{BlobData, RemoteBlob};
 use crate::error::{BundleError, InputError, IntegrityError};
+use crate::hash_pipe::HashPipe;
 use crate::plan::Plan;
 
 /// The seed's manual path, shipped at the root of every bundle.
@@ -201,70 +202,78 @@ pub fn write_bundle(
         |_| {},
     )
     .map_err(BundleError::io(tmp.path()))?;
-    for f in &files {
-        if cancelled() {
-            return Err(BundleError::Cancelled(out.to_owned()));
-        }
-        reporter.item(&f.entry.path, Some(f.entry.size));
-        let mut hasher = Hasher::new();
-        let result = match f.source {
-            Source::Bytes(b) => tar.append(
-                &f.entry.path,
-                f.entry.size,
-                file_mode(&f.entry.path),
-                b,
-                |_| {},
-            ),
-            Source::Remote(_) => continue, // refused above
-            Source::File(p) => {
-                let file = File::open(p).map_err(BundleError::io(p))?;
-                let reader = Cancellable {
-                    inner: file,
-                    cancel: opts.cancel,
-                };
-                tar.append(
-                    &f.entry.path,
-                    f.entry.size,
-                    file_mode(&f.entry.path),
-                    reader,
-                    |chunk| {
-                        hasher.update(chunk);
-                        reporter.advance(chunk.len() as u64);
-                    },
-                )
-            }
-        };
-        if let Err(e) = result {
+    // sha256 of each source file runs on its own thread, beside this one's CRC-32 and write;
+    // every digest is still checked below, before the output is renamed into place.
+    std::thread::scope(|scope| -> Result<(), BundleError> {
+        let mut pipe = HashPipe::spawn(scope);
+        for f in &files {
             if cancelled() {
                 return Err(BundleError::Cancelled(out.to_owned()));
             }
-            return Err(match f.source {
-                Source::File(p) => BundleError::Io {
-                    path: p.to_owned(),
-                    source: e,
-                },
-                Source::Bytes(_) | Source::Remote(_) => BundleError::Io {
-                    path: tmp.path().to_owned(),
-                    source: e,
-                },
-            });
-        }
-        if let Source::File(p) = f.source {
-            let actual = hasher.finish();
-            if actual.hex() != f.entry.sha256 {
-                return Err(IntegrityError {
-                    reference: f.needed_by.to_owned(),
-                    digest: Digest::from_hex(&f.entry.sha256).unwrap_or(actual),
-                    source_name: p.display().to_string(),
-                    problem: format!("hashes to {actual}"),
+            reporter.item(&f.entry.path, Some(f.entry.size));
+            let result = match f.source {
+                Source::Bytes(b) => tar.append(
+                    &f.entry.path,
+                    f.entry.size,
+                    file_mode(&f.entry.path),
+                    b,
+                    |_| {},
+                ),
+                Source::Remote(_) => continue, // refused above
+                Source::File(p) => {
+                    let file = File::open(p).map_err(BundleError::io(p))?;
+                    let reader = Cancellable {
+                        inner: file,
+                        cancel: opts.cancel,
+                    };
+                    tar.append(
+                        &f.entry.path,
+                        f.entry.size,
+                        file_mode(&f.entry.path),
+                        reader,
+                        |chunk| {
+                            pipe.update(chunk);
+                            reporter.advance(chunk.len() as u64);
+                        },
+                    )
                 }
-                .into());
+            };
+            if let Err(e) = result {
+                if cancelled() {
+                    return Err(BundleError::Cancelled(out.to_owned()));
+                }
+                return Err(match f.source {
+                    Source::File(p) => BundleError::Io {
+                        path: p.to_owned(),
+                        source: e,
+                    },
+                    Source::Bytes(_) | Source::Remote(_) => BundleError::Io {
+                        path: tmp.path().to_owned(),
+                        source: e,
+                    },
+                });
             }
-        } else {
-            reporter.advance(f.entry.size);
+            if let Source::File(p) = f.source {
+                let actual = pipe.finish().ok_or_else(|| BundleError::Io {
+                    path: p.to_owned(),
+                    source: io::Error::other("the sha256 thread stopped; the file is unverified"),
+                })?;
+                if actual.hex() != f.entry.sha256 {
+                    return Err(IntegrityError {
+                        reference: f.needed_by.to_owned(),
+                        digest: Digest::from_hex(&f.entry.sha256).unwrap_or(actual),
+                        source_name: p.display().to_string(),
+                        problem: format!("hashes to {actual}"),
+                    }
+                    .into());
+                }
+            } else {
+                reporter.advance(f.entry.size);
+            }
+            reporter.item_done(&f.entry.path);
         }
-        reporter.item_done(&f.entry.path);
-    }
+        Ok(())
+    })?;
     let mut buffered = tar.finish().map_err(write_err)?;
     buffered.flush().map_err(BundleError::io(tmp.path()))?;
     drop(buffered);

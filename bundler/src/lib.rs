@@ -13,6 +13,7 @@ pub mod create;
 pub mod discover;
 pub mod error;
 pub mod fetch;
+mod hash_pipe;
 pub mod inplace;
 pub mod keys;
 pub mod layout;

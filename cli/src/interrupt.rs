@@ -55,6 +55,11 @@ impl Interrupts {
         &self.flag
     }
 
+    /// The same flag, shared: for work that runs on a runtime of its own.
+    pub fn shared_flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
+    }
+
     pub fn is_set(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }
@@ -67,6 +72,11 @@ impl Interrupts {
             SIGHUP => Some("SIGHUP"),
             _ => None,
         }
+    }
+
+    /// The signal's number (15 for SIGTERM), once one arrived: to forward it to a child.
+    pub fn signal_number(&self) -> Option<i32> {
+        Some(self.signal.load(Ordering::SeqCst)).filter(|&n| n != 0)
     }
 
     /// The exit code for the signal that arrived (130 when none is known).

@@ -28,6 +28,13 @@ pub enum LoaderError {
     // Not transparent: the binary finds the SetupError in the chain to add its advice.
     #[error("{0}")]
     Client(#[from] SetupError),
+    /// A stop signal arrived (the binary exits with that signal's code): what was written is
+    /// whole, `tags_done` of `tags_total` tags name it, and nothing incomplete is tagged.
+    #[error(
+        "stopped: {tags_done} of {tags_total} tags in place; nothing incomplete is tagged; \
+         blobs already uploaded stay, so running the same push again continues"
+    )]
+    Stopped { tags_done: u64, tags_total: u64 },
 }
 
 impl From<RegistryError> for LoaderError {
@@ -52,7 +59,10 @@ impl LoaderError {
         match self {
             LoaderError::Input { .. } => true,
             LoaderError::Client(e) => e.is_ca_file(),
-            LoaderError::Rejected(_) | LoaderError::Io { .. } | LoaderError::Registry(_) => false,
+            LoaderError::Rejected(_)
+            | LoaderError::Io { .. }
+            | LoaderError::Registry(_)
+            | LoaderError::Stopped { .. } => false,
         }
     }
 

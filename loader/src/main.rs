@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use sensei_cli::advice::{Binary, registry_advice};
 use sensei_cli::flags::{Json, PlainHttpSwitch, RegistryAccess, Reporting};
-use sensei_cli::{ExitCode, Printer, args};
+use sensei_cli::{ExitCode, Interrupts, Printer, args};
 use sensei_loader::error::LoaderError;
 use sensei_loader::verify::{TrustOptions, verify_bundle};
 use sensei_loader::{inspect, render};
@@ -25,7 +25,7 @@ use sensei_loader::{inspect, render};
         with the registry override, printing the command that undoes it.",
     // Examples: one command per line, long ones continued with ` \` within 80 columns, so that
     // a narrow terminal does not wrap them into lines that read as commands of their own.
-    after_help = "Exit codes: 0 success, 1 bundle rejected, 2 usage or input error, 3 outside failure (registry, network, helm, disk).\n\
+    after_help = "Exit codes: 0 success, 1 bundle rejected, 2 usage or input error, 3 outside failure (registry, network, helm, disk); 130, 143, 129 push or upgrade stopped by SIGINT, SIGTERM, SIGHUP.\n\
         Examples:\n  \
         sensei-loader verify sensei-1.2.0.tar.gz --key release.pub\n  \
         sensei-loader verify sensei-1.2.0.tar.gz --key release.pub \\\n      \
@@ -253,7 +253,9 @@ fn main() {
 #[command(
     after_help = "Exit codes: 0 success; 1 refused (verification, trust, a bundle older than \
     the last one loaded here, or the compatibility check); 2 usage or input error; 3 helm, the \
-    cluster, the registry or the disk failed.\n\
+    cluster, the registry or the disk failed; 130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP \
+    (helm not started after the signal; a helm already running is sent it and waited for, and \
+    the message gives the rollback command).\n\
     Examples:\n  \
     sensei-loader upgrade sensei-1.2.0.tar.gz --key release.pub \\\n      \
         --registry registry.internal --release sensei -n sensei -f values.yaml\n  \
@@ -393,6 +395,8 @@ fn run_upgrade(args: UpgradeArgs) {
         Ok(p) => p,
         Err(e) => fail_upgrade(UpgradeError::Loader(e)),
     };
+    // From here on SIGINT, SIGTERM and SIGHUP stop the upgrade cleanly (a second one at once).
+    let (_watcher, interrupts) = watch_signals(&printer);
     let opts = UpgradeOptions {
         bundle: args.bundle,
         trust: args.trust.options(None),
@@ -405,6 +409,7 @@ fn run_upgrade(args: UpgradeArgs) {
             concurrency: Some(args.target.access.concurrency()),
             registry_config: args.target.access.registry_config,
             on_retry: Some(retry_notice(printer)),
+            interrupts: Some(interrupts.clone()),
         },
         release: args.release,
         namespace: args.namespace,
@@ -434,8 +439,40 @@ fn run_upgrade(args: UpgradeArgs) {
             }));
             printer.result(&sensei_loader::upgrade::render(&report));
         }
+        Err(e) if interrupts.is_set() => upgrade_stopped(&printer, &interrupts, &e),
         Err(e) => fail_upgrade(e),
     }
+}
+
+/// An upgrade stopped by a signal: where it stopped and what state that leaves, on stderr
+/// (and as JSON with `--json`), and the signal's exit code.
+fn upgrade_stopped(
+    printer: &Printer,
+    interrupts: &Interrupts,
+    e: &sensei_loader::upgrade::UpgradeError,
+) -> ! {
+    use sensei_loader::upgrade::UpgradeError;
+    let signal = interrupts.signal_name().unwrap_or("a signal");
+    let code = interrupts.exit_code();
+    let state = match e {
+        UpgradeError::HelmUpgrade { rollback, .. } => format!(
+            "helm upgrade was running and was sent {signal}; the release may be partly \
+             upgraded or marked failed (see `helm history`); to return to the release as it \
+             was: {rollback}"
+        ),
+        UpgradeError::Stopped => "helm upgrade was not run; the release is unchanged".to_owned(),
+        other => format!(
+            "helm upgrade was not run; the release is unchanged ({other}); running the same \
+             upgrade again continues the push"
+        ),
+    };
+    printer.json(&serde_json::json!({
+        "verdict": "stopped",
+        "signal": signal,
+        "exitCode": code.code(),
+        "state": state,
+    }));
+    sensei_cli::exit::fail(code, &anyhow::anyhow!("stopped by {signal}: {state}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -464,7 +501,9 @@ const PUSH_LONG_ABOUT: &str = "Verify a bundle and push its images and charts to
 #[derive(Args, Debug)]
 #[command(
     after_help = "Exit codes: 0 pushed; 1 bundle rejected (nothing was sent); 2 usage or input error; \
-        3 registry, network or disk failure (run again: what is there is skipped).\n\
+        3 registry, network or disk failure (run again: what is there is skipped); \
+        130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (uploads cut, staged sessions cancelled, \
+        nothing incomplete tagged; run again to continue).\n\
         Examples:\n  \
         sensei-loader push sensei-1.2.0.tar.gz --key release.pub \\\n      \
             --registry registry.internal\n  \
@@ -496,6 +535,44 @@ struct PushArgs {
     full_check: bool,
     #[command(flatten)]
     reporting: Reporting,
+}
+
+/// A small runtime that only watches for SIGINT, SIGTERM and SIGHUP (the push builds its own).
+fn watch_signals(printer: &Printer) -> (tokio::runtime::Runtime, Interrupts) {
+    let watched = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .and_then(|runtime| Interrupts::watch(&runtime).map(|i| (runtime, i)));
+    match watched {
+        Ok(w) => w,
+        Err(e) => fail_with(
+            printer,
+            ExitCode::Outside,
+            std::io::Error::other(format!("cannot watch for signals: {e}")),
+        ),
+    }
+}
+
+/// A push stopped by a signal: what holds, on stderr (and as JSON with `--json`), and the
+/// signal's exit code (130, 143, 129).
+fn stopped(printer: &Printer, interrupts: &Interrupts, tags_done: u64, tags_total: u64) -> ! {
+    let signal = interrupts.signal_name().unwrap_or("a signal");
+    let code = interrupts.exit_code();
+    printer.json(&serde_json::json!({
+        "verdict": "stopped",
+        "signal": signal,
+        "exitCode": code.code(),
+        "tagsDone": tags_done,
+        "tagsTotal": tags_total,
+    }));
+    sensei_cli::exit::fail(
+        code,
+        &anyhow::anyhow!(
+            "stopped by {signal}: {tags_done} of {tags_total} tags pushed; nothing incomplete \
+             is tagged; blobs already uploaded stay, so running the same push again continues"
+        ),
+    )
 }
 
 /// `--password-stdin`: one line, kept in memory that is wiped when dropped.
@@ -552,8 +629,20 @@ fn run_push(args: PushArgs) {
         on_retry: Some(retry_notice(printer)),
         ..PushOptions::new(args.registry, args.trust.options(None))
     };
+    // From here on SIGINT, SIGTERM and SIGHUP stop the push cleanly (a second one at once).
+    let (watcher, interrupts) = watch_signals(&printer);
+    let opts = PushOptions {
+        stop: Some(interrupts.shared_flag()),
+        ..opts
+    };
     let reporter = printer.reporter();
-    match push_bundle(&args.bundle, &opts, reporter.as_ref()) {
+    let result = push_bundle(&args.bundle, &opts, reporter.as_ref());
+    drop(watcher);
+    match result {
+        Err(LoaderError::Stopped {
+            tags_done,
+            tags_total,
+        }) => stopped(&printer, &interrupts, tags_done, tags_total),
         Ok(report) => {
             printer.json(&serde_json::json!({
                 "verdict": if report.dry_run { "dryRun" } else { "pushed" },

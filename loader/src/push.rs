@@ -47,6 +47,7 @@ pub mod upload;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use sensei_core::content::BundleLayout;
@@ -90,6 +91,10 @@ pub struct PushOptions {
     pub retry: RetryPolicy,
     /// Told of every retry of a registry request, to show why a step takes long.
     pub on_retry: Option<RetryNotice>,
+    /// Set by a stop signal: no new work starts, the uploads in flight are cut, the staged
+    /// sessions are cancelled, and the push ends with [`LoaderError::Stopped`]. Tags are
+    /// written only once everything below them is in, so none names an incomplete image.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl PushOptions {
@@ -106,6 +111,7 @@ impl PushOptions {
             full_check: false,
             retry: RetryPolicy::default(),
             on_retry: None,
+            stop: None,
         }
     }
 }
@@ -451,6 +457,18 @@ fn push_planned(
             )
         }
     };
+    if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+        // Stopped while verifying: nothing was written; what was staged is cancelled.
+        if let Some(staging) = &staging {
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(STOP_BOUND, staging.abandon()).await;
+            });
+        }
+        return Err(LoaderError::Stopped {
+            tags_done: 0,
+            tags_total: graph.tags.len() as u64,
+        });
+    }
     let host = opts.registry.host.clone();
     let presence = runtime.block_on(async {
         if let Some(handle) = early_checks
@@ -486,8 +504,27 @@ fn push_planned(
         staging: staging.as_deref(),
         counters,
     };
-    let result = runtime.block_on(uploader.write(&graph, &presence));
+    let stop = opts.stop.clone();
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = uploader.write(&graph, &presence) => Some(r),
+            () = stopped(stop) => None,
+        }
+    });
     source.close();
+    let Some(result) = result else {
+        // The uploads in flight were dropped (cut); the sessions staged and not committed
+        // are cancelled, within a bound, so a stop never hangs on a slow registry.
+        if let Some(staging) = &staging {
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(STOP_BOUND, staging.abandon()).await;
+            });
+        }
+        return Err(LoaderError::Stopped {
+            tags_done: uploader.counters.tags_done.load(Ordering::SeqCst),
+            tags_total: graph.tags.len() as u64,
+        });
+    };
     report.counts = result.map_err(|e| match e {
         upload::UploadError::Registry(e) => LoaderError::from(e),
         upload::UploadError::Changed(why) => {
@@ -496,6 +533,19 @@ fn push_planned(
     })?;
     report.push_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// How long a stopped push spends cancelling its staged sessions.
+const STOP_BOUND: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Resolves once `stop` is set (never without one).
+async fn stopped(stop: Option<Arc<AtomicBool>>) {
+    let Some(stop) = stop else {
+        return std::future::pending().await;
+    };
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// The report's description of the bundle and where it goes; counts still zero.

@@ -227,19 +227,24 @@ pub fn upgrade(
     );
     let command = command_line(&helm.path, &args);
     let rollback_command = rollback_command(opts, deployed.as_ref());
+    if opts.push.interrupts.as_ref().is_some_and(|i| i.is_set()) {
+        return Err(UpgradeError::Stopped); // helm never starts after a stop signal
+    }
     observer.command(&command);
-    helm.streamed(&args, &|line| observer.helm_output(line))
-        .map_err(|e| {
-            // A dry run changed nothing, so there is nothing to undo.
-            if opts.dry_run {
-                e
-            } else {
-                UpgradeError::HelmUpgrade {
-                    source: Box::new(e),
-                    rollback: rollback_command.clone(),
-                }
+    helm.streamed(&args, opts.push.interrupts.as_ref(), &|line| {
+        observer.helm_output(line)
+    })
+    .map_err(|e| {
+        // A dry run changed nothing, so there is nothing to undo.
+        if opts.dry_run {
+            e
+        } else {
+            UpgradeError::HelmUpgrade {
+                source: Box::new(e),
+                rollback: rollback_command.clone(),
             }
-        })?;
+        }
+    })?;
 
     // 6. Report, and record the load.
     let previous = deployed.as_ref().map_or(0, |d| d.revision);

@@ -294,6 +294,8 @@ fn sequential_pass(
 pub struct Counters {
     /// Blob bytes handed to the network, retries included.
     pub bytes_sent: AtomicU64,
+    /// Tags that name their manifest (written, or found in place): what a stopped push says.
+    pub tags_done: AtomicU64,
 }
 
 /// Hashes a blob's bytes as they go out. The final chunk is held back unless the whole blob

@@ -463,12 +463,14 @@ impl Uploader<'_> {
     async fn tag(&self, t: &TagJob, presence: &Presence, tally: &Tally) -> Result<(), UploadError> {
         if presence.tags.contains(&(t.repo.clone(), t.tag.clone())) {
             add(&tally.tags_present, 1);
+            add(&self.counters.tags_done, 1);
             return Ok(());
         }
         self.registry
             .push_manifest(&self.repo(&t.repo), &t.tag, t.bytes.clone(), &t.media_type)
             .await?;
         add(&tally.tags_pushed, 1);
+        add(&self.counters.tags_done, 1);
         add(&tally.manifest_bytes, t.bytes.len() as u64);
         Ok(())
     }

@@ -39,6 +39,10 @@ pub enum UpgradeError {
     /// A flag or input that is wrong in a way only the upgrade can tell.
     #[error("{0}")]
     Usage(String),
+    /// A stop signal arrived after the push and before `helm upgrade` started: helm was not
+    /// run, the release is as it was.
+    #[error("stopped before helm upgrade ran: the release is unchanged")]
+    Stopped,
     /// The compatibility check refused the upgrade.
     #[error("upgrade refused: {0}")]
     Refused(String),
@@ -107,7 +111,8 @@ impl UpgradeError {
             | UpgradeError::Helm { .. }
             | UpgradeError::HelmOutput { .. }
             | UpgradeError::State { .. }
-            | UpgradeError::BundleChanged { .. } => Fault::Outside,
+            | UpgradeError::BundleChanged { .. }
+            | UpgradeError::Stopped => Fault::Outside,
         }
     }
 }

@@ -106,9 +106,13 @@ impl Helm {
     }
 
     /// Runs helm, handing every line it prints (stdout and stderr) to `on_line` as it comes.
+    ///
+    /// A stop signal `interrupts` sees while helm runs is sent on to helm (which then winds
+    /// down as it does on a terminal's Ctrl-C), and helm is waited for.
     pub fn streamed(
         &self,
         args: &[String],
+        interrupts: Option<&sensei_cli::Interrupts>,
         on_line: &(dyn Fn(&str) + Sync),
     ) -> Result<(), UpgradeError> {
         let line = command_line(&self.path, args);
@@ -123,7 +127,12 @@ impl Helm {
                 source,
             })?;
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let pid = child.id();
+        let ended = std::sync::atomic::AtomicBool::new(false);
         let tail = std::thread::scope(|s| {
+            if let Some(interrupts) = interrupts {
+                s.spawn(|| forward_signal(interrupts, pid, &ended));
+            }
             if let Some(out) = stdout {
                 s.spawn(move || {
                     forward_lines(out, |l| on_line(l));
@@ -136,6 +145,7 @@ impl Helm {
                     tail.push(l);
                 });
             }
+            ended.store(true, std::sync::atomic::Ordering::SeqCst);
             tail
         });
         let status = child.wait().map_err(|source| UpgradeError::HelmMissing {
@@ -147,6 +157,29 @@ impl Helm {
         } else {
             Err(failure(line, status, tail.text()))
         }
+    }
+}
+
+/// Sends helm the first stop signal, if one arrives before helm closes its stderr (`ended`).
+fn forward_signal(
+    interrupts: &sensei_cli::Interrupts,
+    pid: u32,
+    ended: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    while !ended.load(Ordering::SeqCst) {
+        if let Some(n) = interrupts.signal_number() {
+            // std has no kill(2) for other signals than SIGKILL: the POSIX `kill` utility.
+            let _ = Command::new("kill")
+                .arg(format!("-{n}"))
+                .arg(pid.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

@@ -29,6 +29,9 @@ pub struct PushOptions {
     pub concurrency: Option<usize>,
     /// Told of every retry of a registry request.
     pub on_retry: Option<crate::push::RetryNotice>,
+    /// SIGINT, SIGTERM and SIGHUP as the binary watches them: the push stops on the first,
+    /// helm is not started after it, and a helm already running is sent the same signal.
+    pub interrupts: Option<sensei_cli::Interrupts>,
 }
 
 impl std::fmt::Debug for PushOptions {
@@ -41,6 +44,7 @@ impl std::fmt::Debug for PushOptions {
             .field("registry_config", &self.registry_config)
             .field("concurrency", &self.concurrency)
             .field("on_retry", &self.on_retry)
+            .field("interrupts", &self.interrupts)
             .finish()
     }
 }
@@ -154,6 +158,10 @@ impl PushStep for RegistryPush {
             opts.concurrency = n;
         }
         opts.on_retry = o.on_retry.clone();
+        opts.stop = o
+            .interrupts
+            .as_ref()
+            .map(sensei_cli::Interrupts::shared_flag);
         let report = crate::push::push_verified(
             request.bundle,
             request.verified,

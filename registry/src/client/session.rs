@@ -21,9 +21,17 @@ use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE
 use sensei_core::digest::Digest;
 
 use super::request::{expect_success, same_host};
-use super::upload::Finish;
 use super::{Registry, Repo, lock};
 use crate::error::{ErrorKind, RegistryError};
+
+/// How an upload ends once the registry holds every byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Finish {
+    /// Committed with its digest: the blob is in the repository.
+    Commit,
+    /// Left open (staged), to be committed later.
+    Leave,
+}
 
 /// An upload session holding every byte of one blob, not yet committed.
 #[derive(Debug, Clone, PartialEq, Eq)]

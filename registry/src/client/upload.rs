@@ -25,7 +25,7 @@ use reqwest::Method;
 use reqwest::header::RANGE;
 use sensei_core::digest::Digest;
 
-use super::session::{Part, location, with_digest};
+use super::session::{Finish, Part, location, with_digest};
 use super::{Registry, Repo};
 use crate::error::{ErrorKind, RegistryError};
 use crate::retry::{ProgressBudget, Resend, Retrying, progress_step};
@@ -34,15 +34,6 @@ use crate::retry::{ProgressBudget, Resend, Retrying, progress_step};
 /// less is not worth a request more, and docker-registry's `Range: 0-0` for an empty session
 /// can't be told from one byte.
 const RESUME_MIN: u64 = 1 << 20;
-
-/// How an upload ends once the registry holds every byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Finish {
-    /// Committed with its digest: the blob is in the repository.
-    Commit,
-    /// Left open (staged), to be committed later.
-    Leave,
-}
 
 impl Registry {
     /// A blob's upload, attempt after attempt (see the module docs); the session's location

@@ -283,21 +283,25 @@ fn rides_through_503s_on_uploads_manifests_and_checks() {
 
 /// The failure guard on every wait for an event below: far longer than any of them takes, so
 /// reaching it means the event is not coming.
-const WAIT: Duration = Duration::from_secs(120);
+pub(super) const WAIT: Duration = Duration::from_secs(120);
 
 /// Where the big blob is held: after this many bytes of its staged PATCH.
-const HELD_AT: u64 = 16 << 20;
+pub(super) const HELD_AT: u64 = 16 << 20;
 
 /// A push in the background, killed if the test fails before it ends (no stray process
 /// streaming into the next test's registry).
-struct Background(Option<Child>);
+pub(super) struct Background(Option<Child>);
 
 impl Background {
-    fn spawn(cmd: &mut Command) -> Self {
+    pub(super) fn spawn(cmd: &mut Command) -> Self {
         Self(Some(cmd.spawn().unwrap()))
     }
 
-    fn output(mut self) -> Output {
+    pub(super) fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    pub(super) fn output(mut self) -> Output {
         self.0.take().unwrap().wait_with_output().unwrap()
     }
 
@@ -325,7 +329,7 @@ impl Drop for Background {
 /// killed while writing a link file leaves it empty, and docker-registry then answers 500 for
 /// that blob or tag). Checked against the registry itself (each tag names the digest
 /// `bundle.json` gives; the big image has none) before returning.
-fn wait_until_all_but_the_big_blob_is_in(
+pub(super) fn wait_until_all_but_the_big_blob_is_in(
     proxy: &FaultProxy,
     registry: &Registry,
     b: &Built,

@@ -28,6 +28,9 @@ use sha2::{Digest as _, Sha256};
 mod chaos;
 /// Hostile bundles, staged uploads that must not be committed, and faults to ride through.
 mod faults;
+/// SIGTERM, SIGINT and SIGHUP stop a push mid-blob: a message, the exit code, nothing
+/// incomplete tagged, and the next push completes.
+mod stop;
 
 /// What `bundle.json` says each image and chart is.
 #[derive(Debug)]

@@ -1,34 +1,15 @@
-//! No module of any crate imports a module that imports it back: each crate's modules form a
-//! graph without cycles, so every module can be read, tested and moved with what it uses and
-//! nothing that uses it (docs/ARCHITECTURE.md, "Crates and their direction").
-//!
-//! The scanner reads each crate's `src/**/*.rs` (not its binaries' roots, not `#[cfg(test)]`
-//! items or test modules), finds every path into the crate (`use crate::…`, `use super::…`,
-//! `self::…`, a child module's name, `use` trees with braces, and the same paths in code), and
-//! resolves each to the module that defines the item, following `use` re-exports. An edge goes
-//! from the module that writes the path to that module; a cycle fails the test, named.
-//!
-//! `SENSEI_ARCHITECTURE_ROOT=/path/to/checkout` runs the check on another tree (e.g. an older
-//! commit, to see that it finds the cycles that were there).
+//! The scanner behind `architecture`: each crate's modules, the paths between them, and the
+//! cycles those paths make (see `main.rs` for what it reads and resolves).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The crates whose modules are checked, by directory.
-const CRATES: &[&str] = &["core", "cli", "registry", "bundler", "loader", "tests"];
-
-/// Cycles known and left to their owners, each as the test reports it. The test fails when one
-/// is fixed as well as when one appears, so this list only ever shrinks.
-///
-/// - `registry`'s upload session and upload modules share `Finish`, `Part`, `location` and
-///   `with_digest`: the HTTP client is being reworked on its own branch, which is where they
-///   move to a leaf.
-const KNOWN: &[&str] = &["registry: client::session -> client::upload -> client::session"];
+use super::CRATES;
 
 /// One module: its `use` paths and the other paths it writes, as segments.
 #[derive(Debug, Default)]
-struct Module {
+pub(crate) struct Module {
     uses: Vec<Use>,
     paths: Vec<Vec<String>>,
     /// Child modules it declares (not under `#[cfg(test)]`).
@@ -42,17 +23,7 @@ struct Use {
     name: Option<String>,
 }
 
-type ModPath = Vec<String>;
-
-fn root() -> PathBuf {
-    match std::env::var_os("SENSEI_ARCHITECTURE_ROOT") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap_or_else(|| Path::new(".."))
-            .to_path_buf(),
-    }
-}
+pub(crate) type ModPath = Vec<String>;
 
 /// Comments, string and char literals blanked out (lengths kept), so nothing in prose or data
 /// reads as a path.
@@ -344,7 +315,7 @@ fn parse_module(code: &str) -> Module {
 }
 
 /// Every non-test module of the crate in `src`, by module path (`[]` is the crate root).
-fn crate_modules(src: &Path) -> BTreeMap<ModPath, Module> {
+pub(crate) fn crate_modules(src: &Path) -> BTreeMap<ModPath, Module> {
     let mut files = vec![];
     let mut todo = vec![src.to_path_buf()];
     while let Some(dir) = todo.pop() {
@@ -436,7 +407,7 @@ fn resolve(
 }
 
 /// Which modules each module uses.
-fn edges(modules: &BTreeMap<ModPath, Module>) -> BTreeMap<ModPath, BTreeSet<ModPath>> {
+pub(crate) fn edges(modules: &BTreeMap<ModPath, Module>) -> BTreeMap<ModPath, BTreeSet<ModPath>> {
     let mut out: BTreeMap<ModPath, BTreeSet<ModPath>> = BTreeMap::new();
     for (path, m) in modules {
         let targets = out.entry(path.clone()).or_default();
@@ -465,7 +436,7 @@ fn name(p: &ModPath) -> String {
 }
 
 /// One cycle per strongly connected group of modules, as `a -> b -> a`.
-fn cycles(edges: &BTreeMap<ModPath, BTreeSet<ModPath>>) -> Vec<String> {
+pub(crate) fn cycles(edges: &BTreeMap<ModPath, BTreeSet<ModPath>>) -> Vec<String> {
     let mut found = vec![];
     let mut reported: BTreeSet<ModPath> = BTreeSet::new();
     for start in edges.keys() {
@@ -509,7 +480,7 @@ fn cycles(edges: &BTreeMap<ModPath, BTreeSet<ModPath>>) -> Vec<String> {
 }
 
 /// Every import cycle of every crate under `root`, as `crate: a -> b -> a`.
-fn import_cycles(root: &Path) -> (Vec<String>, usize) {
+pub(crate) fn import_cycles(root: &Path) -> (Vec<String>, usize) {
     let mut found = vec![];
     let mut checked = 0;
     for krate in CRATES {
@@ -520,83 +491,4 @@ fn import_cycles(root: &Path) -> (Vec<String>, usize) {
         }
     }
     (found, checked)
-}
-
-#[test]
-fn no_module_imports_a_module_that_imports_it_back() {
-    let root = root();
-    let (found, checked) = import_cycles(&root);
-    assert!(
-        checked > 50,
-        "only {checked} modules found under {}: is the scanner broken?",
-        root.display()
-    );
-    let new: Vec<&String> = found
-        .iter()
-        .filter(|c| !KNOWN.contains(&c.as_str()))
-        .collect();
-    let fixed: Vec<&&str> = KNOWN
-        .iter()
-        .filter(|k| !found.iter().any(|c| c == *k))
-        .collect();
-    assert!(
-        new.is_empty(),
-        "import cycles between modules (move what both need into a leaf module, or into \
-         sensei-core's content model):\n{}",
-        new.iter()
-            .map(|c| c.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert!(
-        fixed.is_empty(),
-        "known cycles no longer found, remove them from KNOWN: {fixed:?}"
-    );
-}
-
-#[test]
-fn the_scanner_finds_a_cycle_through_use_trees_re_exports_and_code_paths() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let src = dir.path().join("demo/src");
-    fs::create_dir_all(src.join("push")).unwrap_or_else(|e| panic!("{e}"));
-    let files = [
-        (
-            "lib.rs",
-            "pub mod push;\npub mod plan;\npub mod walk;\npub mod leaf;\n",
-        ),
-        // plan -> walk through a brace tree; walk -> plan through a code path.
-        ("plan.rs", "use crate::{leaf, walk::{Walker}};\n"),
-        (
-            "walk.rs",
-            "// crate::leaf in a comment is no edge\nfn f() -> crate::plan::Plan { todo!() }\n\
-             const S: &str = \"crate::leaf\";\n",
-        ),
-        (
-            "leaf.rs",
-            "pub struct Leaf;\n#[cfg(test)]\nmod tests { use crate::plan; }\n",
-        ),
-        // A re-export: source imports push's Graph, which push re-exports from graph.
-        (
-            "push.rs",
-            "pub mod graph;\npub mod source;\npub use graph::Graph;\n",
-        ),
-        (
-            "push/graph.rs",
-            "use super::source::Kind;\npub struct Graph;\n",
-        ),
-        ("push/source.rs", "use super::Graph;\npub enum Kind {}\n"),
-    ];
-    for (path, text) in files {
-        fs::write(src.join(path), text).unwrap_or_else(|e| panic!("{e}"));
-    }
-    let modules = crate_modules(&src);
-    let found = cycles(&edges(&modules));
-    assert_eq!(
-        found,
-        [
-            "plan -> walk -> plan",
-            "push::graph -> push::source -> push::graph",
-        ],
-        "{modules:#?}"
-    );
 }

@@ -1,0 +1,78 @@
+//! A push stopped by a signal in the middle of a blob: held there by the proxy (no sleeps), so
+//! every run stops with every other image and chart tagged and the big blob half sent.
+
+use std::process::Stdio;
+
+use super::chaos::BIG_UPLOADS;
+use super::faults::{
+    Background, HELD_AT, WAIT, biggest_blob, blob_digests, stored_blobs,
+    wait_until_all_but_the_big_blob_is_in, with_big_layer,
+};
+use super::*;
+
+#[test]
+fn a_signal_stops_a_push_mid_blob_with_nothing_incomplete_tagged_and_the_next_push_completes() {
+    let b = with_big_layer();
+    let big = biggest_blob(&b);
+    let expected = Expected::of(&b);
+    let total = expected.targets("").len() as u64;
+    for (sig, code, name) in [
+        ("TERM", 143, "SIGTERM"),
+        ("INT", 130, "SIGINT"),
+        ("HUP", 129, "SIGHUP"),
+    ] {
+        let registry = Registry::plain();
+        let proxy = FaultProxy::in_front_of(&registry);
+        let hold = proxy.hold_upload_after(HELD_AT, BIG_UPLOADS);
+        let child = Background::spawn(
+            push_cmd(&b, &b.tar, &proxy.host(), &[])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        hold.wait_reached(WAIT);
+        wait_until_all_but_the_big_blob_is_in(&proxy, &registry, &b, &expected, &big);
+        run_ok(Command::new("kill").args(["-s", sig, &child.id().to_string()]));
+        let out = child.output();
+        hold.kill();
+
+        // The signal's exit code, the message on stderr, and the JSON verdict on stdout.
+        assert_eq!(out.status.code(), Some(code), "{sig}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("stopped by {name}: {} of {total} tags", total - 1))
+                && err.contains("nothing incomplete is tagged")
+                && err.contains("running the same push again continues"),
+            "{err}"
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("--json printed no single JSON document ({e})"));
+        assert_eq!(doc["verdict"], "stopped", "{doc}");
+        assert_eq!(doc["signal"], name, "{doc}");
+        assert_eq!(doc["exitCode"], code, "{doc}");
+
+        // The registry itself: the big image is not tagged, every other tag names its signed
+        // digest, and the only blob missing from its storage is the one cut short.
+        assert!(
+            registry.tags("sensei/big").is_empty(),
+            "{sig}: tagged before its blobs were in"
+        );
+        for (target, digest) in expected.targets("") {
+            if !target.starts_with("sensei/big:") {
+                assert_eq!(
+                    registry.manifest_digest(&target).as_ref(),
+                    Some(&digest),
+                    "{sig}: {target}"
+                );
+            }
+        }
+        let missing: BTreeSet<String> = blob_digests(&b)
+            .difference(&stored_blobs(&registry))
+            .cloned()
+            .collect();
+        assert_eq!(missing, BTreeSet::from([format!("sha256:{big}")]), "{sig}");
+
+        // The same push again completes: every digest at the target (skopeo reads them).
+        pushed(&push(&b, &b.tar, &proxy.host(), &[]));
+        assert_landed(&registry, &registry.host(), &expected, "");
+    }
+}

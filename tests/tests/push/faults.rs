@@ -6,6 +6,7 @@ use std::process::Child;
 
 use super::chaos::BIG_UPLOADS;
 use super::*;
+use sensei_tests::rig::Hold;
 
 // ---------------------------------------------------------------------------------------------
 // Hostile bundles: rejected before a single write
@@ -321,6 +322,46 @@ impl Drop for Background {
     }
 }
 
+/// A push of `b` through a fresh proxy in front of a fresh registry, caught mid-blob: the big
+/// blob's upload held after [`HELD_AT`] bytes, everything else already in. Fields drop in
+/// order: the push is killed before the hold, the proxy and the registry go.
+pub(super) struct HeldPush {
+    pub child: Background,
+    pub hold: Hold,
+    /// The held request's path.
+    pub held: String,
+    pub proxy: FaultProxy,
+    pub registry: Registry,
+}
+
+/// Starts the push (its stdout and stderr set by `output`, e.g. `Stdio::piped`) and returns
+/// once it is held mid-blob with everything else in
+/// ([`wait_until_all_but_the_big_blob_is_in`]).
+pub(super) fn push_held_mid_blob(
+    b: &Built,
+    expected: &Expected,
+    big: &str,
+    output: fn() -> Stdio,
+) -> HeldPush {
+    let registry = Registry::plain();
+    let proxy = FaultProxy::in_front_of(&registry);
+    let hold = proxy.hold_upload_after(HELD_AT, BIG_UPLOADS);
+    let child = Background::spawn(
+        push_cmd(b, &b.tar, &proxy.host(), &[])
+            .stdout(output())
+            .stderr(output()),
+    );
+    let held = hold.wait_reached(WAIT);
+    wait_until_all_but_the_big_blob_is_in(&proxy, &registry, b, expected, big);
+    HeldPush {
+        child,
+        hold,
+        held,
+        proxy,
+        registry,
+    }
+}
+
 /// Waits, on the proxy's log, until the registry has answered 201 to everything the push
 /// writes before the big blob's commit: the tag of every other image and chart (each put
 /// once everything below it was in), and every other blob of the big image (its config, the
@@ -397,16 +438,13 @@ fn a_registry_killed_mid_push_is_ridden_through_and_an_interrupted_push_complete
 
     // 1. The registry dies mid-blob and comes back within the retry window: the same push
     //    completes.
-    let registry = Registry::plain();
-    let proxy = FaultProxy::in_front_of(&registry);
-    let hold = proxy.hold_upload_after(HELD_AT, BIG_UPLOADS);
-    let child = Background::spawn(
-        push_cmd(&b, &b.tar, &proxy.host(), &[])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
-    let held = hold.wait_reached(WAIT);
-    wait_until_all_but_the_big_blob_is_in(&proxy, &registry, &b, &expected, &big);
+    let HeldPush {
+        child,
+        hold,
+        held,
+        proxy,
+        registry,
+    } = push_held_mid_blob(&b, &expected, &big, Stdio::piped);
     registry.kill();
     // The rest of the held body meets a dead registry (502, connection closed); the push asks
     // again and finds it down (502: the proxy cannot connect). Only then does it come back.
@@ -428,16 +466,13 @@ fn a_registry_killed_mid_push_is_ridden_through_and_an_interrupted_push_complete
 
     // 2. The registry and the push both die mid-blob; the next push uploads exactly the blobs
     //    the registry does not hold yet (the big one) and skips the rest.
-    let registry = Registry::plain();
-    let proxy = FaultProxy::in_front_of(&registry);
-    let hold = proxy.hold_upload_after(HELD_AT, BIG_UPLOADS);
-    let child = Background::spawn(
-        push_cmd(&b, &b.tar, &proxy.host(), &[])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    hold.wait_reached(WAIT);
-    wait_until_all_but_the_big_blob_is_in(&proxy, &registry, &b, &expected, &big);
+    let HeldPush {
+        child,
+        hold,
+        proxy,
+        registry,
+        ..
+    } = push_held_mid_blob(&b, &expected, &big, Stdio::null);
     registry.kill();
     child.kill();
     hold.kill();

@@ -3,10 +3,8 @@
 
 use std::process::Stdio;
 
-use super::chaos::BIG_UPLOADS;
 use super::faults::{
-    Background, HELD_AT, WAIT, biggest_blob, blob_digests, stored_blobs,
-    wait_until_all_but_the_big_blob_is_in, with_big_layer,
+    HeldPush, biggest_blob, blob_digests, push_held_mid_blob, stored_blobs, with_big_layer,
 };
 use super::*;
 
@@ -21,16 +19,13 @@ fn a_signal_stops_a_push_mid_blob_with_nothing_incomplete_tagged_and_the_next_pu
         ("INT", 130, "SIGINT"),
         ("HUP", 129, "SIGHUP"),
     ] {
-        let registry = Registry::plain();
-        let proxy = FaultProxy::in_front_of(&registry);
-        let hold = proxy.hold_upload_after(HELD_AT, BIG_UPLOADS);
-        let child = Background::spawn(
-            push_cmd(&b, &b.tar, &proxy.host(), &[])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped()),
-        );
-        hold.wait_reached(WAIT);
-        wait_until_all_but_the_big_blob_is_in(&proxy, &registry, &b, &expected, &big);
+        let HeldPush {
+            child,
+            hold,
+            proxy,
+            registry,
+            ..
+        } = push_held_mid_blob(&b, &expected, &big, Stdio::piped);
         run_ok(Command::new("kill").args(["-s", sig, &child.id().to_string()]));
         let out = child.output();
         hold.kill();

@@ -133,6 +133,7 @@ mapfile -t set_300 < <(cut -d' ' -f1 "$dir/fx300.refs" | sed 's#^registry.exampl
 fx=$fx300 spec_layout "$dir/c300.yaml" bench-300 "${set_300[@]}"
 "$bin/sensei-bundler" create --quiet -f "$dir/c300.yaml" --key "$work/k.key" -o "$dir/c300.tar" >/dev/null ||
   die "cannot build the 300-image bundle"
+check_300() { fx=$fx300 check_registry "$REG_HOST" bench/sensei "${set_300[@]}"; }
 proxy_runs=0
 through_faults() { # a fresh registry, and a fresh proxy in front of it (PROXY_HOST)
   fresh
@@ -159,9 +160,8 @@ check_faults() { # stop the proxy, record what it injected, check every image is
   injected=$(tail -n 1 "$dir/proxy.out")
   echo "seed $proxy_runs: $injected" >>"$dir/proxy.injected"
   case $injected in *" errors=0 "*) die "the proxy injected no errors ($injected)" ;; esac
-  fx=$fx300 check_registry "$REG_HOST" bench/sensei "${set_300[@]}"
+  check_300
 }
-check_300() { fx=$fx300 check_registry "$REG_HOST" bench/sensei "${set_300[@]}"; }
 if [ "$push_ok" = 1 ]; then
   faulty="\"\$bin/sensei-loader\" push \"\$dir/c300.tar\" --registry \"\$PROXY_HOST/bench\" --key \"\$work/k.pub\" --plain-http --quiet --json"
   compare faults300 through_faults "$faulty" fresh "$(ours c300.tar)" check_faults check_300

@@ -12,8 +12,9 @@
 # push (scripts/bench/push.sh, issues 4, 14 and 15): into an empty loopback docker-registry, against
 #   skopeo copy --all from an oci: dir run 8 at a time (sequential skopeo shown beside it)
 #   Set A <= 0.8 x (or <= 1.15 x the lone curl PUT of its big layer when that floor is above
-#   0.7 x skopeo); Set B <= 0.4 x; pushing again when everything is there, --full-check,
-#   <= 1.0 x skopeo's re-copy (the default tag-check fast path shown beside it); peak RSS <= 64 MiB
+#   0.7 x skopeo); Set B <= 0.4 x; pushing again when everything is there, --full-check (which
+#   reads every byte), <= 1.0 x skopeo digesting the same blobs then re-copying (the bare re-copy
+#   and the default tag-check fast path shown beside it); peak RSS <= 64 MiB
 #   300 images through sensei-fault-proxy (500 to 20% of requests, 5% of connections reset),
 #   every run landing whole in one go: <= 2.0 x the same push straight into the registry (issue 14)
 # Every section checks each timed run's output (the archive verifies, or every image is at the

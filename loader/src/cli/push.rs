@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use sensei_cli::args;
 use sensei_cli::flags::Reporting;
-use sensei_cli::{Interrupts, Printer, args};
 use sensei_loader::error::LoaderError;
 
-use super::signals::watch_signals;
+use super::signals::{stopped, watch_signals};
 use super::target::{TargetArgs, parse_registry, retry_notice};
 use super::trust::TrustArgs;
 
@@ -71,27 +71,6 @@ pub(crate) struct PushArgs {
     reporting: Reporting,
 }
 
-/// A push stopped by a signal: what holds, on stderr (and as JSON with `--json`), and the
-/// signal's exit code (130, 143, 129).
-fn stopped(printer: &Printer, interrupts: &Interrupts, tags_done: u64, tags_total: u64) -> ! {
-    let signal = interrupts.signal_name().unwrap_or("a signal");
-    let code = interrupts.exit_code();
-    printer.json(&serde_json::json!({
-        "verdict": "stopped",
-        "signal": signal,
-        "exitCode": code.code(),
-        "tagsDone": tags_done,
-        "tagsTotal": tags_total,
-    }));
-    sensei_cli::exit::fail(
-        code,
-        &anyhow::anyhow!(
-            "stopped by {signal}: {tags_done} of {tags_total} tags pushed; nothing incomplete \
-             is tagged; blobs already uploaded stay, so running the same push again continues"
-        ),
-    )
-}
-
 pub(crate) fn run(args: PushArgs) {
     use sensei_loader::push::{CredentialSource, Credentials, PushOptions, push_bundle, render};
     let printer = args.reporting.printer();
@@ -135,7 +114,15 @@ pub(crate) fn run(args: PushArgs) {
         Err(LoaderError::Stopped {
             tags_done,
             tags_total,
-        }) => stopped(&printer, &interrupts, tags_done, tags_total),
+        }) => stopped(
+            &printer,
+            &interrupts,
+            &format!(
+                "{tags_done} of {tags_total} tags pushed; nothing incomplete is tagged; blobs \
+                 already uploaded stay, so running the same push again continues"
+            ),
+            serde_json::json!({"tagsDone": tags_done, "tagsTotal": tags_total}),
+        ),
         Ok(report) => {
             printer.json(&serde_json::json!({
                 "verdict": if report.dry_run { "dryRun" } else { "pushed" },

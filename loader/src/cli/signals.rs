@@ -1,5 +1,6 @@
-//! The signal watcher of `push` and `upgrade`: SIGINT, SIGTERM and SIGHUP watched on a small
-//! runtime of its own, as a stop flag (`sensei_cli::Interrupts`).
+//! Stop signals in the loader's commands: SIGINT, SIGTERM and SIGHUP watched on a small runtime
+//! of their own, as a stop flag (`sensei_cli::Interrupts`), and the verdict of a command they
+//! stopped.
 
 use sensei_cli::{ExitCode, Interrupts, Printer};
 
@@ -18,4 +19,27 @@ pub(crate) fn watch_signals(printer: &Printer) -> (tokio::runtime::Runtime, Inte
             std::io::Error::other(format!("cannot watch for signals: {e}")),
         ),
     }
+}
+
+/// A command stopped by a signal: `stopped by SIGNAL: {what}` on stderr (what holds now, what
+/// to do next), with `--json` the verdict `{"verdict": "stopped", "signal", "exitCode"}` plus
+/// the command's own `fields`, and the signal's exit code (130, 143, 129).
+pub(crate) fn stopped(
+    printer: &Printer,
+    interrupts: &Interrupts,
+    what: &str,
+    fields: serde_json::Value,
+) -> ! {
+    let signal = interrupts.signal_name().unwrap_or("a signal");
+    let code = interrupts.exit_code();
+    let mut verdict = serde_json::json!({
+        "verdict": "stopped",
+        "signal": signal,
+        "exitCode": code.code(),
+    });
+    if let (Some(verdict), serde_json::Value::Object(fields)) = (verdict.as_object_mut(), fields) {
+        verdict.extend(fields);
+    }
+    printer.json(&verdict);
+    sensei_cli::exit::fail(code, &anyhow::anyhow!("stopped by {signal}: {what}"))
 }

@@ -8,7 +8,7 @@ use clap::Args;
 use sensei_cli::flags::Reporting;
 use sensei_cli::{ExitCode, Interrupts, Printer, args};
 
-use super::signals::watch_signals;
+use super::signals::{stopped, watch_signals};
 use super::target::{TargetArgs, parse_registry, retry_notice};
 use super::trust::TrustArgs;
 
@@ -197,21 +197,19 @@ pub(crate) fn run(args: UpgradeArgs) {
             }));
             printer.result(&sensei_loader::upgrade::render(&report));
         }
-        Err(e) if interrupts.is_set() => stopped(&printer, &interrupts, &e),
+        Err(e) if interrupts.is_set() => upgrade_stopped(&printer, &interrupts, &e),
         Err(e) => fail_upgrade(e),
     }
 }
 
-/// An upgrade stopped by a signal: where it stopped and what state that leaves, on stderr
-/// (and as JSON with `--json`), and the signal's exit code.
-fn stopped(
+/// An upgrade stopped by a signal: where it stopped and what state that leaves.
+fn upgrade_stopped(
     printer: &Printer,
     interrupts: &Interrupts,
     e: &sensei_loader::upgrade::UpgradeError,
 ) -> ! {
     use sensei_loader::upgrade::UpgradeError;
     let signal = interrupts.signal_name().unwrap_or("a signal");
-    let code = interrupts.exit_code();
     let state = match e {
         UpgradeError::HelmUpgrade { rollback, .. } => format!(
             "helm upgrade was running and was sent {signal}; the release may be partly \
@@ -224,11 +222,10 @@ fn stopped(
              upgrade again continues the push"
         ),
     };
-    printer.json(&serde_json::json!({
-        "verdict": "stopped",
-        "signal": signal,
-        "exitCode": code.code(),
-        "state": state,
-    }));
-    sensei_cli::exit::fail(code, &anyhow::anyhow!("stopped by {signal}: {state}"))
+    stopped(
+        printer,
+        interrupts,
+        &state,
+        serde_json::json!({"state": state}),
+    )
 }

@@ -22,7 +22,7 @@ use sensei_loader::error::LoaderError;
         with the registry override, printing the command that undoes it.",
     // Examples: one command per line, long ones continued with ` \` within 80 columns, so that
     // a narrow terminal does not wrap them into lines that read as commands of their own.
-    after_help = "Exit codes: 0 success, 1 bundle rejected, 2 usage or input error, 3 outside failure (registry, network, helm, disk); 130, 143, 129 push or upgrade stopped by SIGINT, SIGTERM, SIGHUP.\n\
+    after_help = "Exit codes: 0 success, 1 bundle rejected, 2 usage or input error, 3 outside failure (registry, network, helm, disk); 130, 143, 129 verify, push or upgrade stopped by SIGINT, SIGTERM, SIGHUP.\n\
         Examples:\n  \
         sensei-loader verify sensei-1.2.0.tar.gz --key release.pub\n  \
         sensei-loader verify sensei-1.2.0.tar.gz --key release.pub \\\n      \

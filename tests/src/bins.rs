@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 
 use crate::rig::tools::missing_tool;
@@ -258,5 +258,57 @@ mod tests {
             "only {checked} sources in {}.d",
             bundler.display()
         );
+    }
+}
+
+/// A binary running in the background, killed if the test fails before it ends (no stray
+/// process streaming into the next test's registry).
+#[derive(Debug)]
+pub struct Background(Option<Child>);
+
+impl Background {
+    pub fn spawn(cmd: &mut Command) -> Self {
+        Self(Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}")),
+        ))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// `true` while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().is_ok_and(|status| status.is_none()))
+    }
+
+    /// Waits for the process and returns what it printed (where stdout and stderr are piped).
+    pub fn output(mut self) -> Output {
+        let child = self.0.take().unwrap_or_else(|| panic!("no process"));
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for the process: {e}"))
+    }
+
+    /// Kills the process and waits for it.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.0.take() {
+            child
+                .kill()
+                .unwrap_or_else(|e| panic!("killing the process: {e}"));
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

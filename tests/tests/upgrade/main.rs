@@ -28,6 +28,11 @@ mod guard;
 /// Real upgrades: the push first, then helm pulls the pushed chart by its signed digest (TLS
 /// and auth too); the success branch through a stand-in for `helm upgrade`.
 mod real;
+/// A stand-in for `helm upgrade`, and for that command only (no cluster can run here).
+mod standin;
+/// SIGTERM, SIGINT and SIGHUP stop an upgrade: during its push helm upgrade never starts;
+/// while helm upgrade runs, helm is sent the signal and the message gives the rollback.
+mod stop;
 
 const REGISTRY: &str = "127.0.0.1:5000/mirror";
 
@@ -58,7 +63,11 @@ impl Rig {
     }
 
     fn new() -> Self {
-        let b = Built::new();
+        Self::with(Built::new())
+    }
+
+    /// A rig around bundles the caller built (e.g. with a big layer).
+    fn with(b: Built) -> Self {
         let empty = b.path().join("no-releases.yaml");
         std::fs::write(&empty, "").unwrap();
         Self { b, empty }

@@ -1,7 +1,8 @@
 //! Real upgrades against a registry: the push first, then helm pulls the pushed chart by its
 //! signed digest (plain, and TLS with auth through a Docker config); the success branch
-//! (revision, state file, rollback command) through a stand-in for `helm upgrade`.
+//! (revision, state file, rollback command) through the stand-in for `helm upgrade`.
 
+use super::standin::{Upgrade, helm_standin_for_upgrade};
 use super::*;
 
 #[test]
@@ -99,39 +100,6 @@ fn upgrade_reaches_a_tls_registry_with_auth_through_a_docker_config_for_push_and
     assert!(!err.contains("upgrade-pw"), "the password leaked: {err}");
 }
 
-/// A stand-in for `helm upgrade`, and for that command only: no Kubernetes cluster can run
-/// here, so a real upgrade cannot succeed, yet the loader's success branch (the revision helm
-/// reports afterwards, the state file, the rollback command) must be reached by a test. The
-/// stand-in records its arguments and, as a successful upgrade would, leaves the memory driver
-/// holding the release at `after` (written by the test). Every other command (`version`,
-/// `list`, `registry login`, `history`) runs the real Helm 4 on that driver data.
-fn helm_standin_for_upgrade(r: &Rig, before: &Path, after: &Path) -> (PathBuf, PathBuf) {
-    let current = r.b.path().join("current-releases.yaml");
-    std::fs::copy(before, &current).unwrap();
-    let log = r.b.path().join("upgrade-args.txt");
-    let script = r.b.path().join("helm-upgrade-standin");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n\
-             if [ \"$1\" = upgrade ]; then\n\
-               printf '%s\\n' \"$@\" > '{log}'\n\
-               cp '{after}' '{current}'\n\
-               echo 'Release \"demo\" has been upgraded. (stand-in for helm upgrade)'\n\
-               exit 0\n\
-             fi\n\
-             HELM_MEMORY_DRIVER_DATA='{current}' exec '{helm}' \"$@\"\n",
-            log = log.display(),
-            after = after.display(),
-            current = current.display(),
-            helm = helm4().display(),
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (script, log)
-}
-
 #[test]
 fn a_successful_upgrade_reports_helms_revision_records_the_load_and_offers_the_rollback() {
     use sensei_tests::rig::Registry;
@@ -152,9 +120,9 @@ fn a_successful_upgrade_reports_helms_revision_records_the_load_and_offers_the_r
     )
     .unwrap();
     let previous = r.helm_revision(&before);
-    let (standin, args_log) = helm_standin_for_upgrade(&r, &before, &after);
+    let standin = helm_standin_for_upgrade(&r, &before, Upgrade::Succeeds { after: &after });
     let out = run(r.sandboxed(
-        r.release(&r.b.tgz, &registry.host(), &standin)
+        r.release(&r.b.tgz, &registry.host(), &standin.script)
             .args(["--plain-http", "--json"]),
         &before,
     ));
@@ -165,10 +133,13 @@ fn a_successful_upgrade_reports_helms_revision_records_the_load_and_offers_the_r
     assert_eq!(report["revision"], r.helm_revision(&after));
     assert_eq!(
         report["rollbackCommand"],
-        format!("{} rollback demo {previous} -n sensei", standin.display())
+        format!(
+            "{} rollback demo {previous} -n sensei",
+            standin.script.display()
+        )
     );
     // helm upgrade got the pushed chart, pinned by the signed digest, and the override.
-    let args = std::fs::read_to_string(&args_log).unwrap();
+    let args = std::fs::read_to_string(&standin.upgrade_args).unwrap();
     let digest = r.chart_digest();
     for expected in [
         "upgrade\n--install\ndemo\n".to_owned(),

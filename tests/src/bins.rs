@@ -142,6 +142,22 @@ pub fn assert_exit(out: &Output, code: i32) {
     );
 }
 
+/// Asserts what a command stopped by `signal` (`"SIGTERM"`) prints with `--json`: the
+/// signal's exit code, `stopped by SIGNAL: ...` on stderr, and one JSON document on stdout with
+/// the verdict `stopped`, the signal and the exit code. Returns the document and stderr, for
+/// what each command adds.
+pub fn assert_stopped(out: &Output, signal: &str, code: i32) -> (serde_json::Value, String) {
+    assert_exit(out, code);
+    let err = stderr(out);
+    assert!(err.contains(&format!("stopped by {signal}: ")), "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("--json printed no single JSON document ({e}); stderr:\n{err}"));
+    assert_eq!(doc["verdict"], "stopped", "{doc}");
+    assert_eq!(doc["signal"], signal, "{doc}");
+    assert_eq!(doc["exitCode"], code, "{doc}");
+    (doc, err)
+}
+
 /// Runs and asserts success, returning stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = run(cmd);

@@ -7,7 +7,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use sensei_tests::bins::{Background, run_ok};
+use sensei_tests::bins::{Background, assert_stopped, run_ok};
 use sensei_tests::fixtures::FixtureOptions;
 use sensei_tests::rig::{FaultProxy, Registry};
 
@@ -89,17 +89,12 @@ fn a_signal_during_the_push_stops_the_upgrade_before_helm_upgrade_with_nothing_i
     hold.kill();
 
     // The signal's exit code, where the upgrade stopped and what to do, and the JSON verdict.
-    assert_exit(&out, 143);
-    let err = stderr(&out);
+    let (doc, err) = assert_stopped(&out, "SIGTERM", 143);
     assert!(
         err.contains("stopped by SIGTERM: helm upgrade was not run; the release is unchanged")
             && err.contains("running the same upgrade again continues the push"),
         "{err}"
     );
-    let doc = json(&out);
-    assert_eq!(doc["verdict"], "stopped", "{doc}");
-    assert_eq!(doc["signal"], "SIGTERM", "{doc}");
-    assert_eq!(doc["exitCode"], 143, "{doc}");
     assert!(
         doc["state"]
             .as_str()
@@ -183,18 +178,13 @@ fn a_signal_while_helm_upgrade_runs_is_sent_on_to_helm_and_the_message_gives_the
             "{sig}: {}",
             stderr(&out)
         );
-        assert_exit(&out, code);
-        let err = stderr(&out);
+        let (doc, err) = assert_stopped(&out, name, code);
         assert!(
             err.contains(&format!(
                 "stopped by {name}: helm upgrade was running and was sent {name}"
             )) && err.contains(&rollback),
             "{sig}: {err}"
         );
-        let doc = json(&out);
-        assert_eq!(doc["verdict"], "stopped", "{doc}");
-        assert_eq!(doc["signal"], name, "{doc}");
-        assert_eq!(doc["exitCode"], code, "{doc}");
         assert!(doc["state"].as_str().unwrap().ends_with(&rollback), "{doc}");
         // An upgrade that did not finish records nothing.
         assert!(!r.state_dir().join("demo.json").exists());

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 
 use crate::rig::tools::missing_tool;
@@ -142,6 +142,22 @@ pub fn assert_exit(out: &Output, code: i32) {
     );
 }
 
+/// Asserts what a command stopped by `signal` (`"SIGTERM"`) prints with `--json`: the
+/// signal's exit code, `stopped by SIGNAL: ...` on stderr, and one JSON document on stdout with
+/// the verdict `stopped`, the signal and the exit code. Returns the document and stderr, for
+/// what each command adds.
+pub fn assert_stopped(out: &Output, signal: &str, code: i32) -> (serde_json::Value, String) {
+    assert_exit(out, code);
+    let err = stderr(out);
+    assert!(err.contains(&format!("stopped by {signal}: ")), "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("--json printed no single JSON document ({e}); stderr:\n{err}"));
+    assert_eq!(doc["verdict"], "stopped", "{doc}");
+    assert_eq!(doc["signal"], signal, "{doc}");
+    assert_eq!(doc["exitCode"], code, "{doc}");
+    (doc, err)
+}
+
 /// Runs and asserts success, returning stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = run(cmd);
@@ -258,5 +274,57 @@ mod tests {
             "only {checked} sources in {}.d",
             bundler.display()
         );
+    }
+}
+
+/// A binary running in the background, killed if the test fails before it ends (no stray
+/// process streaming into the next test's registry).
+#[derive(Debug)]
+pub struct Background(Option<Child>);
+
+impl Background {
+    pub fn spawn(cmd: &mut Command) -> Self {
+        Self(Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}")),
+        ))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// `true` while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().is_ok_and(|status| status.is_none()))
+    }
+
+    /// Waits for the process and returns what it printed (where stdout and stderr are piped).
+    pub fn output(mut self) -> Output {
+        let child = self.0.take().unwrap_or_else(|| panic!("no process"));
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for the process: {e}"))
+    }
+
+    /// Kills the process and waits for it.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.0.take() {
+            child
+                .kill()
+                .unwrap_or_else(|e| panic!("killing the process: {e}"));
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -1,6 +1,14 @@
 //! A real `docker-registry` (CNCF distribution) on a free loopback port, plain, TLS + htpasswd,
-//! or plain with bearer-token auth from a loopback token service, owned by a test: started on construction, killed on drop, restartable on the same port and
-//! storage. Plus `seed`, which fills it with skopeo.
+//! or plain with bearer-token auth from a loopback token service, owned by a test: started on
+//! construction, killed on drop, restartable on the same port and storage.
+//!
+//! What a test does with it lives beside it: `curl` (requests, with the token dance),
+//! `contents` (catalog, tags, manifest digests), `skopeo` (skopeo's flags, and `seed`, which
+//! fills it).
+
+mod contents;
+mod curl;
+mod skopeo;
 
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
@@ -15,21 +23,14 @@ use tempfile::TempDir;
 use super::free_port;
 use super::http::lock;
 use super::tls::{TlsFiles, make_tls};
-use super::token::{TOKEN_ISSUER, TOKEN_SERVICE, TokenServer, fetch_token};
+use super::token::{TOKEN_ISSUER, TOKEN_SERVICE, TokenServer};
 use super::tools::require;
-use crate::bins::{run, run_ok};
-use crate::fixtures::FixtureSet;
+use crate::bins::run_ok;
+
+pub use skopeo::{seed, seed_fixtures};
 
 /// How long a registry may take to answer `/v2/` after it is started.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Every manifest media type a registry may hold, for `Accept`.
-const MANIFEST_ACCEPT: [&str; 4] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
 
 /// A running `docker-registry`. See the module doc.
 #[derive(Debug)]
@@ -335,291 +336,10 @@ impl Registry {
         let _ = child.kill();
         let _ = child.wait();
     }
-
-    /// `curl` set up for this registry: silent, errors shown, the CA trusted and the
-    /// credentials sent (when the registry has them). Add the method, headers and URL.
-    /// A token-auth registry refuses these basic credentials: use [`Registry::bearer`].
-    pub fn curl(&self) -> Command {
-        let mut cmd = self.curl_anonymous();
-        if let Some((user, password)) = self.credentials() {
-            cmd.arg("-u").arg(format!("{user}:{password}"));
-        }
-        cmd
-    }
-
-    /// `curl` trusting the registry's CA, without credentials.
-    pub fn curl_anonymous(&self) -> Command {
-        let mut cmd = Command::new(require("curl"));
-        cmd.args(["-sS", "--max-time", "30"]);
-        if let Some(ca) = self.ca_file() {
-            cmd.arg("--cacert").arg(ca);
-        }
-        cmd
-    }
-
-    /// Flags for a `skopeo` command reading from this registry (`copy` source).
-    pub fn skopeo_src_args(&self) -> Vec<String> {
-        self.skopeo_flags("src-")
-    }
-
-    /// Flags for a `skopeo` command writing to this registry (`copy` destination).
-    pub fn skopeo_dest_args(&self) -> Vec<String> {
-        self.skopeo_flags("dest-")
-    }
-
-    /// Flags for single-image skopeo commands (`inspect`, `delete`, `list-tags`).
-    pub fn skopeo_args(&self) -> Vec<String> {
-        self.skopeo_flags("")
-    }
-
-    fn skopeo_flags(&self, prefix: &str) -> Vec<String> {
-        let mut flags = Vec::new();
-        match self.cert_dir() {
-            Some(dir) => flags.push(format!("--{prefix}cert-dir={}", dir.display())),
-            None => flags.push(format!("--{prefix}tls-verify=false")),
-        }
-        if let Some((user, password)) = self.credentials() {
-            flags.push(format!("--{prefix}creds={user}:{password}"));
-        }
-        flags
-    }
-
-    /// Repositories in the registry, sorted.
-    pub fn catalog(&self) -> Vec<String> {
-        // distribution caps a page at 1000 entries and links the next page.
-        let mut repos = Vec::new();
-        let mut next = Some("/v2/_catalog?n=1000".to_string());
-        while let Some(path) = next.take() {
-            let reply = self.request(true, "GET", &path, &[]);
-            repos.extend(strings(&reply.json_ok("catalog")["repositories"]));
-            next = reply
-                .header("link")
-                .and_then(|l| l.split_once('<'))
-                .and_then(|(_, rest)| rest.split_once('>'))
-                .map(|(url, _)| {
-                    // Relative in distribution 2.8; tolerate an absolute link too.
-                    url.find("/v2/").map_or(url, |i| &url[i..]).to_string()
-                });
-        }
-        repos.sort();
-        repos
-    }
-
-    /// Tags of `repo` (e.g. `sensei/api`), sorted; empty if the repository does not exist.
-    pub fn tags(&self, repo: &str) -> Vec<String> {
-        let reply = self.request(true, "GET", &format!("/v2/{repo}/tags/list"), &[]);
-        if reply.status == 404 {
-            return Vec::new();
-        }
-        let mut tags = strings(&reply.json_ok(repo)["tags"]);
-        tags.sort();
-        tags
-    }
-
-    /// The digest the registry gives for `reference` (`PATH:TAG`, `PATH@DIGEST`, or `PATH` for
-    /// `latest`), from a HEAD accepting OCI and Docker manifests and indexes. `None` if unknown.
-    pub fn manifest_digest(&self, reference: &str) -> Option<String> {
-        let (repo, tag) = split_reference(reference);
-        let accept = MANIFEST_ACCEPT.map(|t| format!("Accept: {t}"));
-        let reply = self.request(
-            true,
-            "HEAD",
-            &format!("/v2/{repo}/manifests/{tag}"),
-            &accept,
-        );
-        match reply.status {
-            200 => Some(
-                reply
-                    .header("docker-content-digest")
-                    .unwrap_or_else(|| panic!("{reference}: no Docker-Content-Digest"))
-                    .to_string(),
-            ),
-            404 => None,
-            s => panic!("HEAD {reference} on {}: status {s}", self.host()),
-        }
-    }
-
-    /// One request with curl (`-i`); a status of 0 if curl could not connect. On a token-auth
-    /// registry, `auth` means the token dance: a 401 challenge is answered with a token for
-    /// the scope it names, and the request sent again.
-    fn request(&self, auth: bool, method: &str, path: &str, headers: &[String]) -> Reply {
-        if auth && self.token.is_some() {
-            let reply = self.request_once(false, method, path, headers, None);
-            return match reply.header("www-authenticate") {
-                Some(challenge) if reply.status == 401 => {
-                    let bearer = self.bearer(challenge);
-                    self.request_once(false, method, path, headers, Some(&bearer))
-                }
-                _ => reply,
-            };
-        }
-        self.request_once(auth, method, path, headers, None)
-    }
-
-    /// A bearer token from this registry's token service for the scope (and service) of a
-    /// `WWW-Authenticate: Bearer realm=...,service=...,scope=...` challenge, fetched with the
-    /// registry's credentials by curl, as a client would.
-    pub fn bearer(&self, challenge: &str) -> String {
-        fetch_token(self.curl_anonymous(), self.credentials(), challenge)
-    }
-
-    fn request_once(
-        &self,
-        auth: bool,
-        method: &str,
-        path: &str,
-        headers: &[String],
-        bearer: Option<&str>,
-    ) -> Reply {
-        let mut cmd = if auth {
-            self.curl()
-        } else {
-            self.curl_anonymous()
-        };
-        if let Some(token) = bearer {
-            cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
-        }
-        cmd.arg("-i").args(["--max-time", "5"]);
-        if method == "HEAD" {
-            cmd.arg("-I");
-        } else {
-            cmd.args(["-X", method]);
-        }
-        for h in headers {
-            cmd.arg("-H").arg(h);
-        }
-        cmd.arg(format!("{}{path}", self.url()));
-        let out = run(&mut cmd);
-        Reply::parse(&out.stdout)
-    }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// `("repo", "tag-or-digest")` of `repo:tag`, `repo@digest` or `repo`.
-fn split_reference(reference: &str) -> (&str, &str) {
-    if let Some((repo, digest)) = reference.split_once('@') {
-        return (repo, digest);
-    }
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (reference, "latest"),
-    }
-}
-
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A response as `curl -i` printed it.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn parse(out: &[u8]) -> Self {
-        let split = out.windows(4).position(|w| w == b"\r\n\r\n");
-        let (head, body) = match split {
-            Some(i) => (&out[..i], out[i + 4..].to_vec()),
-            None => (out, Vec::new()),
-        };
-        let head = String::from_utf8_lossy(head);
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-            .collect();
-        Self {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json_ok(&self, what: &str) -> serde_json::Value {
-        assert_eq!(
-            self.status,
-            200,
-            "{what}: registry answered {}: {}",
-            self.status,
-            String::from_utf8_lossy(&self.body)
-        );
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{what}: registry sent bad JSON: {e}"))
-    }
-}
-
-/// Copies the image at `source` (a skopeo source such as
-/// [`crate::fixtures::FixtureImage::skopeo_source`]) into `registry` as `dest_path_and_tag`
-/// (e.g. `sensei/api:1.2.0`) with `skopeo copy --all --preserve-digests`.
-pub fn seed(registry: &Registry, source: &str, dest_path_and_tag: &str) {
-    let dest = format!("docker://{}/{dest_path_and_tag}", registry.host());
-    run_ok(
-        Command::new(require("skopeo"))
-            .args([
-                "copy",
-                "--quiet",
-                "--insecure-policy",
-                "--all",
-                "--preserve-digests",
-            ])
-            .args(registry.skopeo_dest_args())
-            .arg(source)
-            .arg(&dest),
-    );
-}
-
-/// Seeds every image of `fixtures` as `PREFIX/NAME:TAG` (the layout ref under `prefix`; no
-/// prefix if it is empty). Returns the references written, `HOST/PREFIX/NAME:TAG`, in order.
-pub fn seed_fixtures(registry: &Registry, fixtures: &FixtureSet, prefix: &str) -> Vec<String> {
-    fixtures
-        .images
-        .iter()
-        .map(|image| {
-            let path = if prefix.is_empty() {
-                image.layout_ref.clone()
-            } else {
-                format!("{}/{}", prefix.trim_end_matches('/'), image.layout_ref)
-            };
-            seed(registry, &image.skopeo_source, &path);
-            format!("{}/{path}", registry.host())
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_reference;
-
-    #[test]
-    fn references_split() {
-        assert_eq!(split_reference("a/b:1"), ("a/b", "1"));
-        assert_eq!(split_reference("a/b@sha256:x"), ("a/b", "sha256:x"));
-        assert_eq!(split_reference("a/b"), ("a/b", "latest"));
     }
 }

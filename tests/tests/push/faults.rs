@@ -2,10 +2,9 @@
 //! already staged), a staged session lost at commit is uploaded again, 503s and 429s are ridden
 //! through, and a registry killed mid-push is survived or, run again, completed.
 
-use std::process::Child;
-
 use super::chaos::BIG_UPLOADS;
 use super::*;
+use sensei_tests::bins::Background;
 use sensei_tests::rig::Hold;
 
 // ---------------------------------------------------------------------------------------------
@@ -288,39 +287,6 @@ pub(super) const WAIT: Duration = Duration::from_secs(120);
 
 /// Where the big blob is held: after this many bytes of its staged PATCH.
 pub(super) const HELD_AT: u64 = 16 << 20;
-
-/// A push in the background, killed if the test fails before it ends (no stray process
-/// streaming into the next test's registry).
-pub(super) struct Background(Option<Child>);
-
-impl Background {
-    pub(super) fn spawn(cmd: &mut Command) -> Self {
-        Self(Some(cmd.spawn().unwrap()))
-    }
-
-    pub(super) fn id(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
-    }
-
-    pub(super) fn output(mut self) -> Output {
-        self.0.take().unwrap().wait_with_output().unwrap()
-    }
-
-    fn kill(mut self) {
-        let mut child = self.0.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// A push of `b` through a fresh proxy in front of a fresh registry, caught mid-blob: the big
 /// blob's upload held after [`HELD_AT`] bytes, everything else already in. Fields drop in

@@ -42,6 +42,7 @@ impl TrustOptions {
             threshold: self.threshold.max(1),
             detached: detached_signatures(bundle, &self.signatures)?,
             expected_name: self.expected_name.clone(),
+            release: None,
             now: jiff::Timestamp::now(),
         })
     }

@@ -8,7 +8,7 @@ use sensei_cli::advice::{Binary, registry_advice};
 use sensei_cli::flags::{Json, PlainHttpSwitch, RegistryAccess, Reporting};
 use sensei_cli::{ExitCode, Interrupts, Printer, args};
 use sensei_loader::error::LoaderError;
-use sensei_loader::verify::{TrustOptions, verify_bundle};
+use sensei_loader::verify::{TrustOptions, verify_release};
 use sensei_loader::{inspect, render};
 
 #[derive(Parser, Debug)]
@@ -132,19 +132,31 @@ impl TargetArgs {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Exit codes: 0 verified; 1 rejected (a signature, the trust policy, the \
+    after_help = "Several archives, or a part of a release (FORMAT.md §14): each is verified \
+    alone; the report says what each carries, what the release still needs, and whether they \
+    are the whole release together (first line VERIFIED PART and JSON verdict \"partial\" when \
+    not). Archives of different releases are refused, naming both.\n\
+    Exit codes: 0 verified, also when only part of the release is there (pass \
+    --require-complete to make that exit 1); 1 rejected (a signature, the trust policy, the \
     expiry, the name, or a byte that differs from what was signed: the message says which); \
     2 usage or input error (a missing file, a private key given as --key); 3 a read error.\n\
     Examples:\n  \
     sensei-loader verify sensei-1.2.0.tar.gz --key release.pub\n  \
     sensei-loader verify sensei-1.2.0.tar.gz --key release.pub \\\n      \
         --key security.pub --threshold 2\n  \
-    sensei-loader verify ./sensei-1.2.0/ --key release.pub --name sensei --json"
+    sensei-loader verify ./sensei-1.2.0/ --key release.pub --name sensei --json\n  \
+    sensei-loader verify sensei-1.2.0.part-*.tar.gz --key release.pub \\\n      \
+        --require-complete"
 )]
 struct VerifyArgs {
-    /// The bundle: the archive (.tar, .tar.gz) or the directory it was extracted into
-    #[arg(value_name = "BUNDLE")]
-    bundle: PathBuf,
+    /// The bundle: the archive (.tar, .tar.gz) or the directory it was extracted into; or
+    /// several archives of one release (parts), in any order
+    #[arg(value_name = "BUNDLE", required = true)]
+    bundles: Vec<PathBuf>,
+    /// Exit 1 unless the archives carry the whole release together (one archive is then
+    /// verified as a whole bundle)
+    #[arg(long)]
+    require_complete: bool,
     #[command(flatten)]
     trust: TrustArgs,
     /// Reject a bundle of another name than this
@@ -211,25 +223,43 @@ fn usage_check(printer: &Printer, checked: Result<(), args::BadPath>) {
     }
 }
 
+fn run_verify(args: VerifyArgs) {
+    let printer = args.reporting.printer();
+    usage_check(
+        &printer,
+        args.bundles
+            .iter()
+            .try_for_each(|b| args::bundle_path("BUNDLE", b))
+            .and_then(|()| args.trust.check_paths()),
+    );
+    let trust = args.trust.options(args.name);
+    let reporter = printer.reporter();
+    match verify_release(
+        &args.bundles,
+        &trust,
+        args.require_complete,
+        reporter.as_ref(),
+    ) {
+        // One whole bundle: the report verify always printed.
+        Ok(check) => match check.single_bundle() {
+            Some(v) => {
+                printer.json(&serde_json::json!({"verdict": "verified", "report": v.report}));
+                printer.result(&render::verify_report(&v.report));
+            }
+            None => {
+                let report = check.report();
+                printer.json(&report);
+                printer.result(&render::release_report(&report));
+            }
+        },
+        Err(e) => fail(&printer, e),
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     match cli.command {
-        Command::Verify(args) => {
-            let printer = args.reporting.printer();
-            usage_check(
-                &printer,
-                args::bundle_path("BUNDLE", &args.bundle).and_then(|()| args.trust.check_paths()),
-            );
-            let trust = args.trust.options(args.name);
-            let reporter = printer.reporter();
-            match verify_bundle(&args.bundle, &trust, reporter.as_ref(), &mut ()) {
-                Ok(v) => {
-                    printer.json(&serde_json::json!({"verdict": "verified", "report": v.report}));
-                    printer.result(&render::verify_report(&v.report));
-                }
-                Err(e) => fail(&printer, e),
-            }
-        }
+        Command::Verify(args) => run_verify(args),
         Command::Push(args) => run_push(*args),
         Command::Upgrade(args) => run_upgrade(*args),
         Command::Inspect(args) => {

@@ -156,7 +156,7 @@ pub fn release_report(rr: &ReleaseReport) -> String {
         let _ = writeln!(
             s,
             "together: {} of {} listed files; the release still needs {}:",
-            id.listed.files - rr.needs.tally.files,
+            id.listed.files.saturating_sub(rr.needs.tally.files),
             id.listed.files,
             tally(&rr.needs.tally)
         );

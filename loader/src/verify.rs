@@ -10,8 +10,7 @@ use sensei_core::digest::Digest;
 use sensei_core::manifest::BundleManifest;
 use sensei_core::progress::{Reporter, human_bytes};
 use sensei_core::verify::{
-    Policy, Rejection, Report, Verified, Visitor, verify_archive, verify_directory,
-    verify_release_archive, verify_release_directory,
+    Policy, Rejection, Report, Scope, Verified, Visitor, verify_archive_in, verify_directory_in,
 };
 
 use crate::error::LoaderError;
@@ -66,37 +65,24 @@ pub fn verify_bundle(
     visitor: &mut dyn Visitor,
 ) -> Result<Verified, LoaderError> {
     let policy = trust.policy(bundle)?;
-    verify_at(bundle, &policy, Carries::Every, reporter, visitor)
-}
-
-/// Whether the archive must carry every listed file, or may be a part of its release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Carries {
-    Every,
-    Some,
+    verify_at(bundle, &policy, Scope::Whole, reporter, visitor)
 }
 
 fn verify_at(
     bundle: &Path,
     policy: &Policy,
-    carries: Carries,
+    scope: Scope,
     reporter: &dyn Reporter,
     visitor: &mut dyn Visitor,
 ) -> Result<Verified, LoaderError> {
     let meta = std::fs::metadata(bundle)
         .map_err(|e| LoaderError::input(bundle, format!("cannot open the bundle: {e}")))?;
     let result = if meta.is_dir() {
-        match carries {
-            Carries::Every => verify_directory(bundle, policy, reporter, visitor),
-            Carries::Some => verify_release_directory(bundle, policy, reporter, visitor),
-        }
+        verify_directory_in(scope, bundle, policy, reporter, visitor)
     } else {
         let file = std::fs::File::open(bundle)
             .map_err(|e| LoaderError::input(bundle, format!("cannot open the bundle: {e}")))?;
-        match carries {
-            Carries::Every => verify_archive(file, policy, reporter, visitor),
-            Carries::Some => verify_release_archive(file, policy, reporter, visitor),
-        }
+        verify_archive_in(scope, file, policy, reporter, visitor)
     };
     result.map_err(|e| LoaderError::from_verify(e, bundle))
 }
@@ -131,17 +117,17 @@ pub fn verify_release(
     reporter: &dyn Reporter,
 ) -> Result<ReleaseCheck, LoaderError> {
     let several = archives.len() > 1;
-    let carries = if require_complete && !several {
-        Carries::Every
+    let scope = if require_complete && !several {
+        Scope::Whole
     } else {
-        Carries::Some
+        Scope::Part
     };
     let mut checked: Vec<ArchiveCheck> = Vec::with_capacity(archives.len());
     let mut together: Option<Coverage> = None;
     for path in archives {
         let mut policy = trust.policy(path)?;
         policy.release = together.as_ref().map(Coverage::release);
-        let verified = match verify_at(path, &policy, carries, reporter, &mut ()) {
+        let verified = match verify_at(path, &policy, scope, reporter, &mut ()) {
             Ok(v) => v,
             Err(LoaderError::Rejected(Rejection::OtherRelease { found, .. })) => {
                 return Err(mixed(&checked, path, found));

@@ -9,17 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sensei_tests::bins::{assert_exit, loader, run};
+use sensei_tests::bins::{assert_exit, verify_many};
 use sensei_tests::parts::Release;
 use sensei_tests::scene::Built;
 
 fn verify_all(b: &Built, archives: &[PathBuf], extra: &[&str]) -> Output {
-    run(loader()
-        .arg("verify")
-        .args(archives)
-        .arg("--key")
-        .arg(&b.public)
-        .args(extra))
+    let archives: Vec<&Path> = archives.iter().map(PathBuf::as_path).collect();
+    verify_many(&archives, &b.public, extra)
 }
 
 fn json(out: &Output) -> serde_json::Value {

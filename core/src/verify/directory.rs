@@ -152,19 +152,10 @@ pub fn verify_directory(
     verify_directory_in(Scope::Whole, dir, policy, reporter, visitor)
 }
 
-/// Verifies a directory an archive of a release (a part) was extracted into: a listed file that
-/// is not there is not carried; every one that is there is checked as [`verify_directory`]
-/// checks it.
-pub fn verify_release_directory(
-    dir: &Path,
-    policy: &Policy,
-    reporter: &dyn Reporter,
-    visitor: &mut dyn Visitor,
-) -> Result<Verified, VerifyError> {
-    verify_directory_in(Scope::Part, dir, policy, reporter, visitor)
-}
-
-fn verify_directory_in(
+/// Verifies an extracted directory; with [`Scope::Part`] it may be a part of its release
+/// (FORMAT.md §14): a listed file that is not there is not carried, every one that is there is
+/// checked as [`verify_directory`] checks it.
+pub fn verify_directory_in(
     scope: Scope,
     dir: &Path,
     policy: &Policy,

@@ -32,7 +32,7 @@ mod report;
 use std::collections::HashMap;
 use std::io::Read;
 
-pub use directory::{verify_directory, verify_release_directory};
+pub use directory::{verify_directory, verify_directory_in};
 use file_check::FileChecks;
 pub use head::{Head, read_head};
 pub use index::check_index;
@@ -93,9 +93,9 @@ pub struct Verified {
 }
 
 /// Whether an archive must carry every listed file (a bundle, as format v1 always had it) or
-/// may carry some of them (any archive of a release: the whole bundle or a part).
+/// may carry some of them (any archive of a release: the whole bundle or a part, FORMAT.md §14).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scope {
+pub enum Scope {
     Whole,
     Part,
 }
@@ -297,19 +297,10 @@ pub fn verify_archive(
     verify_archive_in(Scope::Whole, raw, policy, reporter, visitor)
 }
 
-/// Verifies an archive of a release that may carry only some of the listed files (FORMAT.md
-/// §14), in one pass: everything it carries is checked as [`verify_archive`] checks it, and
+/// Verifies an archive in one pass; with [`Scope::Part`] it may carry only some of the listed
+/// files (FORMAT.md §14): everything it carries is checked as [`verify_archive`] checks it, and
 /// [`Verified::coverage`] says what it carries.
-pub fn verify_release_archive(
-    raw: impl Read + Send,
-    policy: &Policy,
-    reporter: &dyn Reporter,
-    visitor: &mut dyn Visitor,
-) -> Result<Verified, VerifyError> {
-    verify_archive_in(Scope::Part, raw, policy, reporter, visitor)
-}
-
-fn verify_archive_in(
+pub fn verify_archive_in(
     scope: Scope,
     raw: impl Read + Send,
     policy: &Policy,

@@ -110,7 +110,7 @@ impl Release {
     }
 
     fn verify_part(&self, archive: &[u8]) -> Result<Verified, VerifyError> {
-        verify_release_archive(archive, &self.policy(), &Silent, &mut ())
+        verify_archive_in(Scope::Part, archive, &self.policy(), &Silent, &mut ())
     }
 
     fn verify_whole(&self, archive: &[u8]) -> Result<Verified, VerifyError> {
@@ -303,7 +303,7 @@ fn an_extracted_part_carries_the_listed_files_that_are_there() {
     for &i in &[0, 1, 4] {
         write(&r.files[i].0.path, &r.files[i].1);
     }
-    let v = verify_release_directory(dir.path(), &r.policy(), &Silent, &mut ()).unwrap();
+    let v = verify_directory_in(Scope::Part, dir.path(), &r.policy(), &Silent, &mut ()).unwrap();
     assert_eq!(v.coverage.carried().files, 3);
     assert!(v.coverage.carries(4) && !v.coverage.carries(2));
     // As a whole bundle, the directory lacks a file.
@@ -319,7 +319,8 @@ fn an_archive_of_another_release_is_refused_right_after_its_signature() {
     let theirs = Release::of_version(semver::Version::new(1, 2, 1));
     let mut policy = ours.policy();
     policy.release = Some(Digest::of(&ours.manifest_bytes));
-    verify_release_archive(
+    verify_archive_in(
+        Scope::Part,
         &ours.archive(&[0], OutputCompression::None)[..],
         &policy,
         &Silent,
@@ -330,7 +331,8 @@ fn an_archive_of_another_release_is_refused_right_after_its_signature() {
     let mut other = theirs.archive(&theirs.all(), OutputCompression::None);
     let last = other.len() - 3 * BLOCK;
     other[last] ^= 0xff;
-    let r = rejection(verify_release_archive(
+    let r = rejection(verify_archive_in(
+        Scope::Part,
         &other[..],
         &policy,
         &Silent,

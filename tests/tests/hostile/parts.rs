@@ -8,19 +8,14 @@
 
 use std::process::Output;
 
-use sensei_tests::bins::{EPOCH, assert_exit, create, loader};
+use sensei_tests::bins::{EPOCH, assert_exit, create, loader, verify_many};
 use sensei_tests::parts::Release;
 
 use super::*;
 
 /// `sensei-loader verify ARCHIVE... --key <release key>` plus `extra`.
 fn verify_all(b: &Built, archives: &[&Path], extra: &[&str]) -> Output {
-    run(loader()
-        .arg("verify")
-        .args(archives)
-        .arg("--key")
-        .arg(&b.public)
-        .args(extra))
+    verify_many(archives, &b.public, extra)
 }
 
 /// Exit 1, nothing on stdout, and a message naming `expect`.

@@ -32,6 +32,7 @@ fn fuzz_regressions_never_panic() {
         threshold: 1,
         detached: vec![],
         expected_name: None,
+        release: None,
         now: jiff::Timestamp::UNIX_EPOCH,
     };
     let inputs = inputs();

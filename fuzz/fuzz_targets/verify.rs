@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use sensei_core::progress::Silent;
 use sensei_core::signature::{PrivateKey, TrustedKey};
-use sensei_core::verify::{Policy, verify_archive};
+use sensei_core::verify::{Policy, Scope, verify_archive, verify_archive_in};
 
 /// Built once: deriving the public key per input would dominate the cost of short inputs.
 static POLICY: LazyLock<Policy> = LazyLock::new(|| Policy {
@@ -22,6 +22,7 @@ static POLICY: LazyLock<Policy> = LazyLock::new(|| Policy {
     threshold: 1,
     detached: vec![],
     expected_name: None,
+    release: None,
     // Fixed (2026-01-01T00:00:00Z) so a run is reproducible whatever the clock says; an
     // `expires` the fuzzer writes is judged against it.
     now: jiff::Timestamp::constant(1_767_225_600, 0),
@@ -30,4 +31,6 @@ static POLICY: LazyLock<Policy> = LazyLock::new(|| Policy {
 fuzz_target!(|data: &[u8]| {
     // Rejections are the expected outcome; only a panic (or a sanitizer report) is a finding.
     let _ = verify_archive(data, &POLICY, &Silent, &mut ());
+    // The same pass with a part's rules (files may be skipped, the end may come early).
+    let _ = verify_archive_in(Scope::Part, data, &POLICY, &Silent, &mut ());
 });

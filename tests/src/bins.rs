@@ -187,9 +187,14 @@ pub fn create(spec: &Path, key: &Path, out: &Path) -> Command {
 
 /// `sensei-loader verify BUNDLE --key PUBLIC` plus extra args.
 pub fn verify(bundle: &Path, public: &Path, extra: &[&str]) -> Output {
+    verify_many(&[bundle], public, extra)
+}
+
+/// `sensei-loader verify ARCHIVE... --key PUBLIC` plus extra args: archives of one release.
+pub fn verify_many(archives: &[&Path], public: &Path, extra: &[&str]) -> Output {
     run(loader()
         .arg("verify")
-        .arg(bundle)
+        .args(archives)
         .arg("--key")
         .arg(public)
         .args(extra))

@@ -6,5 +6,6 @@ pub mod craft;
 pub mod deflate_blocks;
 pub mod fixtures;
 pub mod framing;
+pub mod parts;
 pub mod rig;
 pub mod scene;

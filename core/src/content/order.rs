@@ -39,7 +39,24 @@ impl Entry {
             Self::LoadScript => LOAD_SCRIPT_FILE.to_owned(),
         }
     }
+
+    /// The entry at this path in a bundle, if it is one of the kinds the writer lists (a blob
+    /// is named by its own digest).
+    pub fn of_path(path: &str) -> Option<Self> {
+        match path {
+            OCI_LAYOUT_FILE => Some(Self::OciLayout),
+            INDEX_FILE => Some(Self::IndexJson),
+            LOAD_SCRIPT_FILE => Some(Self::LoadScript),
+            _ => path
+                .strip_prefix(BLOB_DIR)
+                .and_then(|hex| Digest::from_hex(hex).ok())
+                .map(Self::Blob),
+        }
+    }
 }
+
+/// Where the blobs lie in a bundle (`Digest::blob_path`).
+const BLOB_DIR: &str = "blobs/sha256/";
 
 impl ContentGraph {
     /// Every blob in archive order: by (group, digest), a blob with several roles with its

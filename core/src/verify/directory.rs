@@ -7,8 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::{
-    FileChecks, Policy, RawHead, Rejection, Verified, VerifyError, Visitor, check_index, finish_dir,
+    FileChecks, Policy, RawHead, Rejection, Scope, Verified, VerifyError, Visitor,
+    check_carried_index, finish,
 };
+use crate::content::Coverage;
 use crate::manifest::{MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_FILE};
 
 use crate::progress::Reporter;
@@ -147,6 +149,19 @@ pub fn verify_directory(
     reporter: &dyn Reporter,
     visitor: &mut dyn Visitor,
 ) -> Result<Verified, VerifyError> {
+    verify_directory_in(Scope::Whole, dir, policy, reporter, visitor)
+}
+
+/// Verifies an extracted directory; with [`Scope::Part`] it may be a part of its release
+/// (FORMAT.md §14): a listed file that is not there is not carried, every one that is there is
+/// checked as [`verify_directory`] checks it.
+pub fn verify_directory_in(
+    scope: Scope,
+    dir: &Path,
+    policy: &Policy,
+    reporter: &dyn Reporter,
+    visitor: &mut dyn Visitor,
+) -> Result<Verified, VerifyError> {
     let manifest_bytes = read_bounded(dir, MANIFEST_FILE, MAX_MANIFEST_BYTES)?;
     let embedded = read_bounded(dir, SIGNATURE_FILE, MAX_SIGNATURE_FILE_BYTES)?;
     let signed = RawHead::new(manifest_bytes, &embedded, policy)?.check(policy)?;
@@ -154,9 +169,15 @@ pub fn verify_directory(
     reporter.start("verify", Some(signed.manifest.total_bytes()));
     let mut checks = FileChecks::new(reporter, visitor);
     let mut checked_dirs = HashSet::new();
-    for entry in &signed.manifest.files {
+    let mut coverage = Coverage::none(&signed.manifest_bytes, &signed.manifest.files);
+    for (i, entry) in signed.manifest.files.iter().enumerate() {
         check_parents(dir, &entry.path, &mut checked_dirs)?;
-        let (file, size) = open_regular(dir, &entry.path, None)?;
+        let (file, size) = match open_regular(dir, &entry.path, None) {
+            Err(VerifyError::Rejected(Rejection::Missing { .. })) if scope == Scope::Part => {
+                continue;
+            }
+            opened => opened?,
+        };
         if size != entry.size {
             return Err(Rejection::SizeMismatch {
                 path: entry.path.clone(),
@@ -179,10 +200,11 @@ pub fn verify_directory(
             checks.chunk(entry, &mut hasher, &buf[..n]);
         }
         checks.end(entry, hasher)?;
+        coverage.carry(i);
     }
     reporter.finish();
-    check_index(&signed.manifest, &checks.index_json)?;
-    Ok(finish_dir(signed, policy))
+    check_carried_index(&signed.manifest, &coverage, &checks.index_json)?;
+    Ok(finish(signed, None, policy, coverage))
 }
 
 #[cfg(test)]

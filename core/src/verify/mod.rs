@@ -15,6 +15,12 @@
 //! 7. The end: every listed file was seen; after the end-of-archive marker nothing but bounded
 //!    zero padding; the gzip stream (if any) ends cleanly.
 //! 8. `index.json` names every image and chart of `bundle.json` with the same digest.
+//!
+//! An archive of a release that carries only some of the listed files (a part, FORMAT.md §14)
+//! is verified by the same pass with two rules relaxed: in step 6 a listed file may be skipped
+//! (the files it does carry still come in listing order, each once), in step 7 the end may come
+//! before the last listed file, and step 8 runs where `index.json` is carried. What was carried
+//! is the [`Coverage`] of the result.
 
 mod directory;
 mod file_check;
@@ -26,7 +32,7 @@ mod report;
 use std::collections::HashMap;
 use std::io::Read;
 
-pub use directory::verify_directory;
+pub use directory::{verify_directory, verify_directory_in};
 use file_check::FileChecks;
 pub use head::{Head, read_head};
 pub use index::check_index;
@@ -36,10 +42,13 @@ pub use report::Report;
 use crate::archive::{
     BLOCK, Compression, EntryKind, Header, TarReader, header_field, open_stream, pipe,
 };
+use crate::content::Coverage;
+use crate::digest::Digest;
 use crate::manifest::{
     BundleManifest, FileEntry, MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_FILE, check_path,
     file_mode,
 };
+use crate::oci::INDEX_FILE;
 use crate::progress::Reporter;
 use crate::signature::{
     MAX_SIGNATURE_FILE_BYTES, SignatureCheck, SignatureEntry, SignatureSource, SignatureStatus,
@@ -56,6 +65,9 @@ pub struct Policy {
     pub detached: Vec<(String, Vec<u8>)>,
     /// Reject a bundle of another name.
     pub expected_name: Option<String>,
+    /// Reject an archive of another release: the sha256 of the `bundle.json` every archive of
+    /// the release carries (FORMAT.md §14.3), checked right after the signatures.
+    pub release: Option<Digest>,
     /// The time expiry is judged against.
     pub now: jiff::Timestamp,
 }
@@ -76,6 +88,16 @@ pub struct Verified {
     pub manifest: BundleManifest,
     pub manifest_bytes: Vec<u8>,
     pub report: Report,
+    /// The listed files the archive carries: all of them, unless it is a part of its release.
+    pub coverage: Coverage,
+}
+
+/// Whether an archive must carry every listed file (a bundle, as format v1 always had it) or
+/// may carry some of them (any archive of a release: the whole bundle or a part, FORMAT.md §14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Whole,
+    Part,
 }
 
 /// Steps 1–2 done: the raw head of a bundle, read under limits, not yet trusted.
@@ -154,6 +176,13 @@ impl RawHead {
                 need,
                 have: signers.len(),
             });
+        }
+        // Before parsing: an archive of another release has nothing more to say here.
+        if let Some(expected) = policy.release {
+            let found = Digest::of(&self.manifest_bytes);
+            if found != expected {
+                return Err(Rejection::OtherRelease { expected, found });
+            }
         }
         let manifest = BundleManifest::from_slice(&self.manifest_bytes)?;
         if let Some(expires) = manifest.expires_at()?
@@ -257,9 +286,22 @@ fn check_canonical_header(
     }
 }
 
-/// Verifies a bundle archive (`.tar` or `.tar.gz`) from a stream, in one pass. A gzip stream is
-/// decompressed on a second thread while this one hashes.
+/// Verifies a bundle archive (`.tar` or `.tar.gz`) from a stream, in one pass: every listed file
+/// must be in it. A gzip stream is decompressed on a second thread while this one hashes.
 pub fn verify_archive(
+    raw: impl Read + Send,
+    policy: &Policy,
+    reporter: &dyn Reporter,
+    visitor: &mut dyn Visitor,
+) -> Result<Verified, VerifyError> {
+    verify_archive_in(Scope::Whole, raw, policy, reporter, visitor)
+}
+
+/// Verifies an archive in one pass; with [`Scope::Part`] it may carry only some of the listed
+/// files (FORMAT.md §14): everything it carries is checked as [`verify_archive`] checks it, and
+/// [`Verified::coverage`] says what it carries.
+pub fn verify_archive_in(
+    scope: Scope,
     raw: impl Read + Send,
     policy: &Policy,
     reporter: &dyn Reporter,
@@ -273,6 +315,7 @@ pub fn verify_archive(
     match compression {
         Compression::Gzip => std::thread::scope(|s| {
             verify_stream(
+                scope,
                 TarReader::new(pipe(s, stream)),
                 compression,
                 policy,
@@ -281,6 +324,7 @@ pub fn verify_archive(
             )
         }),
         Compression::None => verify_stream(
+            scope,
             TarReader::new(stream),
             compression,
             policy,
@@ -291,6 +335,7 @@ pub fn verify_archive(
 }
 
 fn verify_stream<R: Read>(
+    scope: Scope,
     mut tar: TarReader<R>,
     compression: Compression,
     policy: &Policy,
@@ -317,7 +362,9 @@ fn verify_stream<R: Read>(
         .enumerate()
         .map(|(i, f)| (f.path.as_str(), i))
         .collect();
+    // The listed file expected next: one past the last one carried.
     let mut next = 0usize;
+    let mut coverage = Coverage::none(&signed.manifest_bytes, files);
     let mut buf = vec![0u8; 1024 * 1024];
     reporter.start("verify", Some(signed.manifest.total_bytes()));
     let mut checks = FileChecks::new(reporter, visitor);
@@ -336,20 +383,30 @@ fn verify_stream<R: Read>(
             };
             return Err(Rejection::UnsafePath { path: h.path, why }.into());
         }
-        let entry = match position.get(h.path.as_str()) {
+        let (i, entry) = match position.get(h.path.as_str()) {
             None if h.path == MANIFEST_FILE || h.path == SIGNATURE_FILE => {
                 return Err(Rejection::Duplicate { path: h.path }.into());
             }
             None => return Err(Rejection::Unlisted { path: h.path }.into()),
-            Some(&i) if i < next => return Err(Rejection::Duplicate { path: h.path }.into()),
-            Some(&i) if i > next => {
+            Some(&i) if coverage.carries(i) => {
+                return Err(Rejection::Duplicate { path: h.path }.into());
+            }
+            // A part skipped this file and now carries it after a later one.
+            Some(&i) if i < next => {
+                return Err(Rejection::OutOfListingOrder {
+                    path: h.path,
+                    after: files[next - 1].path.clone(),
+                }
+                .into());
+            }
+            Some(&i) if i > next && scope == Scope::Whole => {
                 return Err(Rejection::OutOfOrder {
                     path: h.path,
                     expected: files[next].path.clone(),
                 }
                 .into());
             }
-            Some(&i) => &files[i],
+            Some(&i) => (i, &files[i]),
         };
         if h.size != entry.size {
             return Err(Rejection::SizeMismatch {
@@ -363,10 +420,11 @@ fn verify_stream<R: Read>(
         let mut hasher = checks.begin(entry);
         tar.stream_body(&mut buf, |chunk| checks.chunk(entry, &mut hasher, chunk))?;
         checks.end(entry, hasher)?;
-        next += 1;
+        coverage.carry(i);
+        next = i + 1;
     }
     // Step 7.
-    if next < files.len() {
+    if scope == Scope::Whole && next < files.len() {
         return Err(Rejection::Missing {
             first: files[next].path.clone(),
             count: files.len() - next,
@@ -375,25 +433,44 @@ fn verify_stream<R: Read>(
     }
     tar.finish()?;
     reporter.finish();
-    // Step 8.
-    check_index(&signed.manifest, &checks.index_json)?;
-    Ok(finish(signed, compression, policy))
+    // Step 8, by the archive that carries index.json (always, in a whole bundle).
+    check_carried_index(&signed.manifest, &coverage, &checks.index_json)?;
+    Ok(finish(signed, Some(compression), policy, coverage))
 }
 
-fn finish(signed: Signed, compression: Compression, policy: &Policy) -> Verified {
-    let report = Report::new(&signed, Some(compression), policy.threshold.max(1));
+/// Step 8 where `index.json` is carried: a part without it leaves the check to the part that
+/// carries it (step 4 made sure it is listed).
+fn check_carried_index(
+    manifest: &BundleManifest,
+    coverage: &Coverage,
+    index_json: &[u8],
+) -> Result<(), Rejection> {
+    let carried = manifest
+        .files
+        .iter()
+        .position(|f| f.path == INDEX_FILE)
+        .is_some_and(|i| coverage.carries(i));
+    if carried {
+        check_index(manifest, index_json)?;
+    }
+    Ok(())
+}
+
+/// `compression` is `None` for an extracted directory.
+fn finish(
+    signed: Signed,
+    compression: Option<Compression>,
+    policy: &Policy,
+    coverage: Coverage,
+) -> Verified {
+    let report = Report::new(&signed, compression, policy.threshold.max(1), &coverage);
     Verified {
         manifest: signed.manifest,
         manifest_bytes: signed.manifest_bytes,
         report,
+        coverage,
     }
 }
 
-fn finish_dir(signed: Signed, policy: &Policy) -> Verified {
-    let report = Report::new(&signed, None, policy.threshold.max(1));
-    Verified {
-        manifest: signed.manifest,
-        manifest_bytes: signed.manifest_bytes,
-        report,
-    }
-}
+#[cfg(test)]
+mod tests;

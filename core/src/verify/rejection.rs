@@ -1,6 +1,7 @@
 //! Every reason a bundle is rejected, each with its own message saying what failed and what to do.
 
 use crate::archive::ArchiveError;
+use crate::digest::Digest;
 use crate::manifest::ManifestError;
 use crate::signature::{KeyId, SignatureFileError};
 
@@ -99,8 +100,42 @@ pub enum Rejection {
     },
     #[error("{} listed file(s) missing from the bundle, first {first:?}", .count)]
     Missing { first: String, count: usize },
+    #[error(
+        "entry {path:?} is out of listing order: bundle.json lists it before {after:?}, which \
+         came earlier in the archive (an archive carries its files in listing order; it was \
+         repacked or altered)"
+    )]
+    OutOfListingOrder { path: String, after: String },
+    #[error(
+        "{first} and {second} are archives of different releases (their signed bundle.json \
+         differ): verify each release's archives in a call of their own"
+    )]
+    MixedReleases { first: String, second: String },
+    #[error(
+        "this archive carries bundle.json sha256 {found}, not {expected}: it is an archive of \
+         another release"
+    )]
+    OtherRelease { expected: Digest, found: Digest },
+    #[error(
+        "the archive(s) given carry {carried} of the release's {listed} listed files; it still \
+         needs {needed} file(s), {bytes}, first {first:?}: add the archives that carry them, \
+         or pass --partial to verify only what is here"
+    )]
+    Incomplete {
+        carried: usize,
+        listed: usize,
+        needed: usize,
+        bytes: String,
+        first: String,
+    },
     #[error("{0}")]
     Archive(ArchiveError),
+    /// One archive of several given at once failed: which one, and why.
+    #[error("{archive}: {reason}")]
+    InArchive {
+        archive: String,
+        reason: Box<Rejection>,
+    },
     #[error("index.json does not match bundle.json: {0}")]
     Inconsistent(String),
     #[error("index.json is not an OCI index as format v1 reads it (FORMAT.md §8 step 8): {0}")]

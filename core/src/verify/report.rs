@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::Signed;
 use crate::archive::Compression;
+use crate::content::Coverage;
 use crate::manifest::{ChartEntry, ImageEntry};
 use crate::signature::SignatureCheck;
 
@@ -27,7 +28,14 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(signed: &Signed, compression: Option<Compression>, threshold: usize) -> Self {
+    /// What was checked is what `coverage` says the archive carries.
+    pub fn new(
+        signed: &Signed,
+        compression: Option<Compression>,
+        threshold: usize,
+        coverage: &Coverage,
+    ) -> Self {
+        let carried = coverage.carried();
         let m = &signed.manifest;
         Self {
             name: m.name.clone(),
@@ -42,8 +50,10 @@ impl Report {
             images: m.images.clone(),
             charts: m.charts.clone(),
             // bundle.json and bundle.sig are checked too.
-            files_checked: m.files.len() + 2,
-            bytes_checked: m.total_bytes() + signed.manifest_bytes.len() as u64,
+            files_checked: carried.files + 2,
+            bytes_checked: carried
+                .bytes
+                .saturating_add(signed.manifest_bytes.len() as u64),
         }
     }
 }

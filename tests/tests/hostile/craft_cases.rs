@@ -166,6 +166,8 @@ pub(super) fn craft_case(case: Case, b: &Built) -> Attempt {
             e.push(copy);
             Attempt::new(b, write_tar(b, &e), expect)
         }
+        // A bundle with files missing is rejected, as it always was; `verify --partial`
+        // takes it as a part of its release (FORMAT.md §14, tests/tests/hostile/parts.rs).
         Case::MissingBlob => {
             let i = layer(&e);
             let dropped = e.remove(i);

@@ -27,6 +27,7 @@ use sensei_tests::scene::Built;
 mod craft_cases;
 mod craft_precision;
 mod gaps;
+mod parts;
 use craft_cases::{craft_case, index_of, valid_entries, write_file, write_tar};
 
 /// `bundle.json`'s size limit in the verifier (16 MiB); the oversized cases claim more.
@@ -205,6 +206,12 @@ impl Attempt {
             extra: vec![],
             expect: expect.into(),
         }
+    }
+
+    /// Verify with these options too.
+    fn with(mut self, extra: &[&str]) -> Self {
+        self.extra.extend(extra.iter().map(|&a| a.to_owned()));
+        self
     }
 
     fn run(&self, extra: &[&str]) -> (std::process::Output, Duration) {

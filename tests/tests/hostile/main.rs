@@ -208,12 +208,6 @@ impl Attempt {
         }
     }
 
-    /// Verify with these options too.
-    fn with(mut self, extra: &[&str]) -> Self {
-        self.extra.extend(extra.iter().map(|&a| a.to_owned()));
-        self
-    }
-
     fn run(&self, extra: &[&str]) -> (std::process::Output, Duration) {
         let mut cmd = loader();
         cmd.arg("verify").arg(&self.bundle);

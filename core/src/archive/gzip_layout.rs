@@ -131,8 +131,9 @@ impl BodySlot {
         let (mut pos, end, mut used) = (self.pos + rel, self.pos + rel + n, 0usize);
         while pos < end {
             if starts_block(pos) {
-                out[used..used + 5].copy_from_slice(&header_at(pos, self.len));
-                used += 5;
+                let header = header_at(pos, self.len);
+                out[used..used + header.len()].copy_from_slice(&header);
+                used += header.len();
             }
             let run = left_in_block(pos).min(end - pos) as usize;
             fill(&mut out[used..used + run])?;

@@ -1,8 +1,10 @@
 //! The build after planning: the disk it needs, checked before any download, then every blob
 //! into the archive by the fastest safe path for the output's kind. A `.tar` is written in
-//! place (`inplace`: each layer streams straight to its offset); a `.tar.gz`, whose offsets
-//! depend on the compression, fetches its layers into a locked store beside the output first
-//! (`fetch`) and then writes the archive (`create`).
+//! place (`inplace`: each layer streams straight to its offset), and so is a `.tar.gz` whose
+//! blobs are all compressed (stored blocks, whose offsets are known in advance); a `.tar.gz`
+//! with a blob that is not (its deflated length is known only once deflated) fetches its layers
+//! into a locked store beside the output first (`fetch`) and is then written by the streaming
+//! writer (`create`), which writes the same bytes the in-place one would.
 
 use std::sync::atomic::AtomicBool;
 
@@ -16,7 +18,7 @@ use serde::Serialize;
 use crate::create::{WriteOptions, Written, estimated_size, write_bundle};
 use crate::error::{BundleError, Bytes};
 use crate::fetch::{Fetched, fetch_remote};
-use crate::inplace::write_tar_in_place;
+use crate::inplace::{gzip_fits_in_place, write_in_place};
 use crate::plan::Plan;
 
 /// What a build wrote and fetched.
@@ -38,10 +40,11 @@ pub struct BuildOptions<'a> {
 }
 
 /// The disk a build of `plan` into `out` needs at its peak: the archive, plus (for a
-/// `.tar.gz`) the downloads held beside it until it is written.
+/// `.tar.gz` that cannot be written in place) the downloads held beside it until it is written.
 pub fn disk_needed(plan: &Plan, out: &CheckedOutput) -> (u64, u64) {
     let store = match OutputCompression::from_path(&out.path) {
         OutputCompression::None => 0,
+        OutputCompression::Gzip if gzip_fits_in_place(plan) => 0,
         OutputCompression::Gzip => plan.remote_bytes(),
     };
     (estimated_size(plan), store)
@@ -50,6 +53,10 @@ pub fn disk_needed(plan: &Plan, out: &CheckedOutput) -> (u64, u64) {
 /// Fails (exit 3) when the output's filesystem cannot hold the build, before any download.
 pub fn check_space(plan: &Plan, out: &CheckedOutput) -> Result<(), BundleError> {
     let (archive, store) = disk_needed(plan, out);
+    check_free(out, archive, store)
+}
+
+fn check_free(out: &CheckedOutput, archive: u64, store: u64) -> Result<(), BundleError> {
     let needed = archive + store;
     let free = outfile::free_space(&out.dir).map_err(BundleError::io(&out.dir))?;
     if needed > free {
@@ -90,19 +97,22 @@ pub fn build(
         BundleError::Cancelled(_) => BundleError::Cancelled(out.path.clone()),
         e => e,
     };
-    if OutputCompression::from_path(&out.path) == OutputCompression::None {
-        let (written, fetched) = runtime
-            .block_on(write_tar_in_place(
-                plan,
-                &out.path,
-                registry,
-                opts.concurrency,
-                &write,
-                reporter,
-            ))
-            .map_err(cancelled)?;
+    let in_place = runtime
+        .block_on(write_in_place(
+            plan,
+            &out.path,
+            registry,
+            opts.concurrency,
+            &write,
+            reporter,
+        ))
+        .map_err(cancelled)?;
+    if let Some((written, fetched)) = in_place {
         return Ok(Built { written, fetched });
     }
+    // A `.tar.gz` with a blob that is not compressed. When a registry layer's bytes
+    // contradicted its media type, the disk check did not count the store: check again.
+    check_free(out, estimated_size(plan), plan.remote_bytes())?;
     // Fetched layers wait beside the output (same filesystem, so writing the archive is a
     // local copy); the directory is locked by this process and goes away whatever happens.
     let label = format!(

@@ -49,6 +49,7 @@ pub struct Written {
 }
 
 /// Where an entry's bytes come from.
+#[derive(Clone, Copy)]
 pub(crate) enum Source<'a> {
     Bytes(&'a [u8]),
     File(&'a Path),
@@ -61,6 +62,9 @@ pub(crate) struct PlannedFile<'a> {
     pub(crate) source: Source<'a>,
     /// The image or chart that needs it, for error messages.
     pub(crate) needed_by: &'a str,
+    /// Its media type (empty for the bundle's own files): whether a registry layer is
+    /// compressed is predicted from it, before its bytes arrive.
+    pub(crate) media_type: &'a str,
 }
 
 /// The bundle's `index.json`: one descriptor per image and chart, sorted by reference.
@@ -87,6 +91,7 @@ pub(crate) fn layout_files<'a>(
         },
         source: Source::Bytes(data),
         needed_by: "",
+        media_type: "",
     };
     entries(&plan.content)
         .into_iter()
@@ -115,6 +120,7 @@ pub(crate) fn layout_files<'a>(
                 },
                 source,
                 needed_by: &blob.needed_by,
+                media_type: &blob.media_type,
             })
         })
         .collect()

@@ -1,6 +1,8 @@
-//! Fetches the plan's registry layers into the build's temporary store: in parallel, each
-//! unique blob once however many images share it, biggest first (so the longest transfer
-//! starts at once and the small ones fill in around it), streamed through the hasher to disk.
+//! Fetches the plan's registry layers into the build's temporary store, for a `.tar.gz` that
+//! cannot be written in place (otherwise `inplace` fetches them straight into the archive): in
+//! parallel, each unique blob once however many images share it, biggest first (so the longest
+//! transfer starts at once and the small ones fill in around it), streamed through the hasher
+//! to disk.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

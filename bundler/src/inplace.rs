@@ -1,8 +1,15 @@
-//! Writing a `.tar` bundle in place: once the plan is resolved, every entry's offset is known
-//! (`bundle.json` lists every digest and size, so it and its signatures can be made first), so
-//! the archive is laid out in its temporary file at once and each registry layer streams
-//! straight to its offset, hashed once on the way, in parallel. No byte is written twice and
-//! no download store is needed: peak disk use is the archive itself.
+//! Writing a bundle in place, `.tar` or `.tar.gz`: once the plan is resolved, every entry's
+//! offset is known (`bundle.json` lists every digest and size, so it and its signatures can be
+//! made first), so the archive is laid out in its temporary file at once and each blob goes
+//! straight to its place (`place`): local files copied and hashed, registry layers streamed in
+//! parallel, hashed once on the way. No byte is written twice and no download store is needed:
+//! peak disk use is the archive itself.
+//!
+//! A `.tar` is laid out by `BundleLayout`. A `.tar.gz` is laid out by `GzipLayout`, which needs
+//! every blob that is not in memory to be compressed (stored blocks have an exact length,
+//! deflated ones do not): local blobs are checked by their first bytes, registry layers
+//! predicted by their media type and checked as they arrive. When that does not hold, the
+//! streaming writer does the job instead (`build`), and writes the same bytes.
 //!
 //! The output still appears only when complete: the temporary file beside it is renamed over
 //! it at the end (and removed on failure or interruption; a killed run's is swept by the next).
@@ -14,46 +21,80 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::{StreamExt, TryStreamExt};
-use sensei_core::archive::Header;
-use sensei_core::content::{BundleLayout, Span};
-use sensei_core::digest::{Digest, Hasher};
+use sensei_core::archive::{
+    Body, BodySlot, Crc32, GzipLayout, Header, LayoutEntry, OutputCompression, looks_compressed,
+};
+use sensei_core::content::BundleLayout;
+use sensei_core::digest::Digest;
 use sensei_core::manifest::{MANIFEST_FILE, SIGNATURE_FILE, file_mode};
+use sensei_core::oci::declares_compressed;
 use sensei_core::outfile::{TempFile, parent_dir};
 use sensei_core::progress::Reporter;
 use sensei_core::signature::signature_file_bytes;
-use sensei_registry::{BlobSink, Registry};
+use sensei_registry::Registry;
 
-use crate::blob::RemoteBlob;
+use crate::blob::BlobData;
 use crate::create::{
     PlannedFile, Source, WriteOptions, Written, index_json, layout_files, manifest_bytes,
     set_readable, still_replaceable,
 };
-use crate::error::{BundleError, IntegrityError};
+use crate::error::BundleError;
 use crate::fetch::{Fetched, cancelled};
+use crate::place::{Framer, Place, Stop, copy_checked, fetch_to};
 use crate::plan::Plan;
 
-/// Bytes gathered before each positioned write: few syscalls, constant memory.
-const WRITE_BUFFER: usize = 1 << 20;
+/// The archive laid out: where each listed file goes.
+enum Laid<'a> {
+    Tar(BundleLayout),
+    /// With each listed file's slot, if its body is written later (not in memory).
+    TarGz(GzipLayout<'a>, Vec<Option<BodySlot>>),
+}
 
-/// Writes `plan` as a plain `.tar` at `out`, fetching its registry layers straight into place.
-pub async fn write_tar_in_place(
+/// Entries before the listed files: `bundle.json` and `bundle.sig`.
+const HEAD: usize = 2;
+
+/// Writes `plan` at `out` in place, fetching its registry layers straight into the archive.
+/// `None` for a `.tar.gz` whose blobs are not all compressed (before anything is written, or
+/// when a layer's bytes contradict its media type): the temporary file is gone, and the caller
+/// writes it the streaming way.
+pub async fn write_in_place(
     plan: &Plan,
     out: &Path,
     registry: &Registry,
     concurrency: usize,
     opts: &WriteOptions<'_>,
     reporter: &dyn Reporter,
-) -> Result<(Written, Fetched), BundleError> {
+) -> Result<Option<(Written, Fetched)>, BundleError> {
     let index = index_json(plan);
     let files = layout_files(plan, &index)?;
     let manifest = manifest_bytes(plan, &files)?;
     let signatures: Vec<_> = opts.keys.iter().map(|k| k.sign(&manifest)).collect();
     let sig_bytes = signature_file_bytes(&signatures);
-    let layout = BundleLayout::new(
-        manifest.len() as u64,
-        sig_bytes.len() as u64,
-        files.iter().map(|f| f.entry.size),
-    );
+    let mtime = plan.created.as_second().max(0) as u64;
+    let laid = match OutputCompression::from_path(out) {
+        OutputCompression::None => Laid::Tar(BundleLayout::new(
+            manifest.len() as u64,
+            sig_bytes.len() as u64,
+            files.iter().map(|f| f.entry.size),
+        )),
+        OutputCompression::Gzip => match gzip_entries(&manifest, &sig_bytes, &files)? {
+            Some(entries) => {
+                let layout = GzipLayout::new(&entries, mtime).map_err(BundleError::io(out))?;
+                let mut slots = vec![None; files.len()];
+                for (entry, slot) in layout.slots() {
+                    if let Some(s) = entry.checked_sub(HEAD).and_then(|i| slots.get_mut(i)) {
+                        *s = Some(slot);
+                    }
+                }
+                Laid::TarGz(layout, slots)
+            }
+            None => return Ok(None),
+        },
+    };
+    let total = match &laid {
+        Laid::Tar(layout) => layout.total(),
+        Laid::TarGz(layout, _) => layout.total(),
+    };
 
     let dir = parent_dir(out);
     let name = out
@@ -61,77 +102,182 @@ pub async fn write_tar_in_place(
         .map_or_else(|| "bundle".into(), |n| n.to_string_lossy().into_owned());
     let tmp = TempFile::new_in(&dir, &name, ".partial").map_err(BundleError::io(&dir))?;
     let file = tmp.as_file();
-    let io_err = BundleError::io(tmp.path());
+    let io_err = || BundleError::io(tmp.path());
     // Reserve the whole archive now: a disk that cannot hold it fails here, before any
     // download, and the file is laid out in one piece. (Where the filesystem cannot
     // preallocate, a sparse file of the right length does the same but for the early failure.)
-    reserve(file, layout.total()).map_err(BundleError::io(tmp.path()))?;
-    let mtime = plan.created.as_second().max(0) as u64;
-    let header = |at: Span, path: &str, size: u64| -> io::Result<()> {
-        let h = Header::encode_regular(path, size, file_mode(path), mtime);
-        file.write_all_at(&h, at.header)
-    };
-    let head = [
-        (layout.manifest(), MANIFEST_FILE, &manifest[..]),
-        (layout.signature(), SIGNATURE_FILE, &sig_bytes[..]),
-    ];
-    for (at, path, bytes) in head {
-        header(at, path, bytes.len() as u64).map_err(BundleError::io(tmp.path()))?;
-        file.write_all_at(bytes, at.data)
-            .map_err(BundleError::io(tmp.path()))?;
+    reserve(file, total).map_err(io_err())?;
+    let write_at = |at: u64, bytes: &[u8]| file.write_all_at(bytes, at);
+    match &laid {
+        Laid::Tar(layout) => {
+            let header = |at: u64, path: &str, size: u64| {
+                write_at(
+                    at,
+                    &Header::encode_regular(path, size, file_mode(path), mtime),
+                )
+            };
+            let head = [
+                (layout.manifest(), MANIFEST_FILE, &manifest[..]),
+                (layout.signature(), SIGNATURE_FILE, &sig_bytes[..]),
+            ];
+            for (at, path, bytes) in head {
+                header(at.header, path, bytes.len() as u64).map_err(io_err())?;
+                write_at(at.data, bytes).map_err(io_err())?;
+            }
+            for (i, f) in files.iter().enumerate() {
+                let at = layout.file(i);
+                header(at.header, &f.entry.path, f.entry.size).map_err(io_err())?;
+                if let Source::Bytes(b) = f.source {
+                    write_at(at.data, b).map_err(io_err())?;
+                }
+            }
+            // The end marker and padding are the zeros the reserved file already holds.
+        }
+        // Deflated members, stored members' headers and what they hold in memory.
+        Laid::TarGz(layout, _) => layout.write_known(write_at).map_err(io_err())?,
     }
-    // The end marker and padding are the zeros the reserved file already holds.
+    let place = |i: usize| match &laid {
+        Laid::Tar(layout) => Some(Place::Plain(layout.file(i).data)),
+        Laid::TarGz(_, slots) => slots[i].map(Place::Stored),
+    };
 
-    let total: u64 = files.iter().map(|f| f.entry.size).sum();
-    reporter.start("write", Some(total));
+    reporter.start("write", Some(files.iter().map(|f| f.entry.size).sum()));
+    let mut crcs: Vec<Option<Crc32>> = vec![None; files.len()];
     let mut remote = vec![];
     for (i, f) in files.iter().enumerate() {
-        let at = layout.file(i);
-        header(at, &f.entry.path, f.entry.size).map_err(BundleError::io(tmp.path()))?;
-        match f.source {
-            Source::Bytes(b) => {
-                file.write_all_at(b, at.data)
-                    .map_err(BundleError::io(tmp.path()))?;
-                reporter.advance(f.entry.size);
+        match (f.source, place(i)) {
+            (Source::Bytes(_), _) => reporter.advance(f.entry.size),
+            (Source::File(p), Some(place)) => {
+                let mut framer = Framer::new(place, f.entry.size);
+                match copy_checked(f, p, file, &mut framer, opts.cancel, reporter) {
+                    Ok(()) => crcs[i] = framer.crc(),
+                    Err(Stop::Failed(e)) => return Err(cancelled_or(e, opts.cancel, out)),
+                    Err(Stop::NotCompressed) => return Ok(None),
+                }
             }
-            Source::File(p) => copy_checked(f, p, file, at.data, opts.cancel, reporter)
-                .map_err(|e| cancelled_or(e, opts.cancel, out))?,
-            Source::Remote(r) => remote.push((f, r, at.data)),
+            (Source::Remote(r), Some(place)) => remote.push((i, f, r, place)),
+            (Source::File(_) | Source::Remote(_), None) => {
+                return Err(BundleError::Outside(format!(
+                    "internal error: {} has no place in the archive",
+                    f.entry.path
+                )));
+            }
         }
     }
 
     // The biggest first, so the longest transfer starts at once and the rest fill in around it.
-    remote.sort_by_key(|r| std::cmp::Reverse(r.0.entry.size));
+    remote.sort_by_key(|r| std::cmp::Reverse(r.1.entry.size));
     let fetched = Fetched {
         blobs: remote.len(),
-        bytes: remote.iter().map(|(f, _, _)| f.entry.size).sum(),
+        bytes: remote.iter().map(|(_, f, _, _)| f.entry.size).sum(),
     };
     let fetches = futures_util::stream::iter(remote.iter())
-        .map(|(f, r, offset)| fetch_at(registry, f, r, file, *offset, reporter))
+        .map(|&(i, f, r, place)| async move {
+            fetch_to(registry, f, r, file, place, reporter)
+                .await
+                .map(|crc| (i, crc))
+        })
         .buffer_unordered(concurrency.max(1))
-        .try_collect::<Vec<()>>();
-    tokio::select! {
-        r = fetches => r?,
+        .try_collect::<Vec<_>>();
+    let landed = tokio::select! {
+        r = fetches => r,
         () = cancelled(opts.cancel) => return Err(BundleError::Cancelled(out.to_owned())),
     };
+    match landed {
+        Ok(landed) => landed.into_iter().for_each(|(i, crc)| crcs[i] = crc),
+        Err(Stop::Failed(e)) => return Err(e),
+        Err(Stop::NotCompressed) => return Ok(None),
+    }
     reporter.finish();
 
-    file.sync_all().map_err(BundleError::io(tmp.path()))?;
-    set_readable(file).map_err(io_err)?;
+    if let Laid::TarGz(layout, _) = &laid {
+        // Each stored member's CRC-32, combined from its bodies' now that all are in.
+        let crc = |entry: usize| entry.checked_sub(HEAD).and_then(|i| crcs[i].clone());
+        layout.write_trailers(crc, write_at).map_err(io_err())?;
+    }
+    file.sync_all().map_err(io_err())?;
+    set_readable(file).map_err(io_err())?;
     still_replaceable(out)?;
     tmp.persist(out).map_err(BundleError::io(out))?;
-    Ok((
-        Written {
-            path: out.to_owned(),
-            bytes: layout.total(),
-            manifest_digest: Digest::of(&manifest),
-            signers: opts.keys.iter().map(|k| k.public().id().clone()).collect(),
-            files: files.len() + 2,
-            images: plan.images.len(),
-            charts: plan.charts.len(),
+    let written = Written {
+        path: out.to_owned(),
+        bytes: total,
+        manifest_digest: Digest::of(&manifest),
+        signers: opts.keys.iter().map(|k| k.public().id().clone()).collect(),
+        files: files.len() + HEAD,
+        images: plan.images.len(),
+        charts: plan.charts.len(),
+    };
+    Ok(Some((written, fetched)))
+}
+
+/// The entries of a `.tar.gz` for `GzipLayout`, or `None` if a blob that is not in memory is
+/// not compressed (its deflated length cannot be known before it is written).
+fn gzip_entries<'a>(
+    manifest: &'a [u8],
+    sig_bytes: &'a [u8],
+    files: &'a [PlannedFile<'a>],
+) -> Result<Option<Vec<LayoutEntry<'a>>>, BundleError> {
+    let mut entries = vec![
+        LayoutEntry {
+            path: MANIFEST_FILE,
+            size: manifest.len() as u64,
+            mode: file_mode(MANIFEST_FILE),
+            body: Body::Bytes(manifest),
         },
-        fetched,
-    ))
+        LayoutEntry {
+            path: SIGNATURE_FILE,
+            size: sig_bytes.len() as u64,
+            mode: file_mode(SIGNATURE_FILE),
+            body: Body::Bytes(sig_bytes),
+        },
+    ];
+    for f in files {
+        let compressed = match f.source {
+            Source::Bytes(b) => {
+                entries.push(LayoutEntry {
+                    path: &f.entry.path,
+                    size: f.entry.size,
+                    mode: file_mode(&f.entry.path),
+                    body: Body::Bytes(b),
+                });
+                continue;
+            }
+            // Checked again on the bytes as they are copied.
+            Source::File(p) => file_is_compressed(p, f.entry.size).map_err(BundleError::io(p))?,
+            // A prediction, checked on the bytes as they arrive.
+            Source::Remote(_) => declares_compressed(f.media_type),
+        };
+        if !compressed {
+            return Ok(None);
+        }
+        entries.push(LayoutEntry {
+            path: &f.entry.path,
+            size: f.entry.size,
+            mode: file_mode(&f.entry.path),
+            body: Body::Compressed,
+        });
+    }
+    Ok(Some(entries))
+}
+
+/// Whether a local file's first bytes (as many as the streaming writer looks at) are a
+/// compression magic.
+fn file_is_compressed(path: &Path, size: u64) -> io::Result<bool> {
+    let mut head = Vec::with_capacity(8);
+    File::open(path)?.take(size.min(8)).read_to_end(&mut head)?;
+    Ok(looks_compressed(&head))
+}
+
+/// Whether a `.tar.gz` of `plan` can be written in place, as far as can be known before any
+/// layer is fetched: every local blob is compressed, every registry layer's media type says it
+/// is. (Otherwise its layers are fetched to a store first: the disk check counts it.)
+pub fn gzip_fits_in_place(plan: &Plan) -> bool {
+    plan.blobs.values().all(|b| match &b.data {
+        BlobData::Bytes(_) => true,
+        BlobData::File(p) | BlobData::Stored(p) => file_is_compressed(p, b.size).unwrap_or(false),
+        BlobData::Remote(_) => declares_compressed(&b.media_type),
+    })
 }
 
 /// Allocates `len` bytes for `file` (`fallocate`), or sets its length where that is not
@@ -146,169 +292,10 @@ fn reserve(file: &File, len: u64) -> io::Result<()> {
     }
 }
 
-/// A local file (an OCI layout's blob) copied to `offset`, hashed on the way and checked
-/// against the digest the plan lists: a layout is input, never trusted.
-fn copy_checked(
-    f: &PlannedFile<'_>,
-    path: &Path,
-    out: &File,
-    offset: u64,
-    cancel: Option<&AtomicBool>,
-    reporter: &dyn Reporter,
-) -> Result<(), BundleError> {
-    let mut src = File::open(path).map_err(BundleError::io(path))?;
-    let mut buf = vec![0u8; WRITE_BUFFER];
-    let mut hasher = Hasher::new();
-    let mut written = 0u64;
-    reporter.item(&f.entry.path, Some(f.entry.size));
-    loop {
-        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(BundleError::Cancelled(path.to_owned()));
-        }
-        let n = src.read(&mut buf).map_err(BundleError::io(path))?;
-        if n == 0 {
-            break;
-        }
-        if written + n as u64 > f.entry.size {
-            break; // grew: caught by the size check below, never written past its entry
-        }
-        hasher.update(&buf[..n]);
-        out.write_all_at(&buf[..n], offset + written)
-            .map_err(BundleError::io(path))?;
-        written += n as u64;
-        reporter.item_advance(&f.entry.path, n as u64);
-    }
-    reporter.item_done(&f.entry.path);
-    let actual = hasher.finish();
-    let len = src.metadata().map_or(written, |m| m.len());
-    if written != f.entry.size || len != f.entry.size || actual.hex() != f.entry.sha256 {
-        return Err(IntegrityError {
-            reference: f.needed_by.to_owned(),
-            digest: Digest::from_hex(&f.entry.sha256).unwrap_or(actual),
-            source_name: path.display().to_string(),
-            problem: if len == f.entry.size {
-                format!("hashes to {actual}")
-            } else {
-                format!("has {len} bytes, not {}", f.entry.size)
-            },
-        }
-        .into());
-    }
-    Ok(())
-}
-
-/// One registry layer streamed to its offset (hashed and size-checked by the client; a
-/// dropped connection resumes, or restarts the entry from its first byte).
-async fn fetch_at(
-    registry: &Registry,
-    f: &PlannedFile<'_>,
-    remote: &RemoteBlob,
-    file: &File,
-    offset: u64,
-    reporter: &dyn Reporter,
-) -> Result<(), BundleError> {
-    let digest = Digest::from_hex(&f.entry.sha256)
-        .map_err(|e| BundleError::Outside(format!("internal error: {}: {e}", f.entry.path)))?;
-    let mut sink = OffsetSink {
-        file,
-        start: offset,
-        written: 0,
-        buf: Vec::with_capacity(WRITE_BUFFER),
-    };
-    reporter.item(&f.entry.path, Some(f.entry.size));
-    let progress = |n: i64| {
-        if let Ok(n) = u64::try_from(n) {
-            reporter.item_advance(&f.entry.path, n);
-        }
-    };
-    registry
-        .pull_blob(&remote.repo, &digest, f.entry.size, &mut sink, &progress)
-        .await
-        .map_err(|source| BundleError::Registry {
-            reference: f.needed_by.to_owned(),
-            source: Box::new(source),
-        })?;
-    reporter.item_done(&f.entry.path);
-    Ok(())
-}
-
-/// A blob's bytes written at their place in the archive; a restart starts the entry over.
-struct OffsetSink<'a> {
-    file: &'a File,
-    start: u64,
-    /// Bytes handed to the file so far (the buffer not included).
-    written: u64,
-    buf: Vec<u8>,
-}
-
-impl BlobSink for OffsetSink<'_> {
-    fn write_chunk(&mut self, chunk: &[u8]) -> io::Result<()> {
-        if self.buf.len() + chunk.len() > WRITE_BUFFER {
-            self.flush()?;
-        }
-        if chunk.len() >= WRITE_BUFFER {
-            self.file.write_all_at(chunk, self.start + self.written)?;
-            self.written += chunk.len() as u64;
-        } else {
-            self.buf.extend_from_slice(chunk);
-        }
-        Ok(())
-    }
-
-    fn restart(&mut self) -> io::Result<()> {
-        self.buf.clear();
-        self.written = 0;
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.file
-                .write_all_at(&self.buf, self.start + self.written)?;
-            self.written += self.buf.len() as u64;
-            self.buf.clear();
-        }
-        Ok(())
-    }
-}
-
 fn cancelled_or(e: BundleError, cancel: Option<&AtomicBool>, out: &Path) -> BundleError {
     if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
         BundleError::Cancelled(out.to_owned())
     } else {
         e
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_sink_writes_at_its_offset_and_a_restart_starts_the_entry_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = File::options()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(true)
-            .open(dir.path().join("f"))
-            .unwrap();
-        file.set_len(16).unwrap();
-        let mut sink = OffsetSink {
-            file: &file,
-            start: 4,
-            written: 0,
-            buf: vec![],
-        };
-        sink.write_chunk(b"xxxx").unwrap();
-        sink.flush().unwrap();
-        sink.restart().unwrap();
-        sink.write_chunk(b"ab").unwrap();
-        sink.write_chunk(b"cd").unwrap();
-        sink.flush().unwrap();
-        let mut got = vec![0u8; 16];
-        file.read_exact_at(&mut got, 0).unwrap();
-        assert_eq!(&got, b"\0\0\0\0abcd\0\0\0\0\0\0\0\0");
     }
 }

@@ -17,6 +17,7 @@ mod hash_pipe;
 pub mod inplace;
 pub mod keys;
 pub mod layout;
+mod place;
 pub mod plan;
 pub mod remote;
 pub mod sign;

@@ -35,6 +35,16 @@ pub fn is_manifest(media_type: &str) -> bool {
     media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
 }
 
+/// Whether a blob's media type says it is compressed (OCI's `+gzip` and `+zstd`, Docker's
+/// `.tar.gzip`, Helm's chart content). Only a prediction, made before a registry layer is
+/// fetched: the bundle's framing follows the bytes (`archive::looks_compressed`), and the
+/// bundler checks the prediction against them as they arrive.
+pub fn declares_compressed(media_type: &str) -> bool {
+    ["+gzip", "+zstd", ".gzip", ".zstd"]
+        .iter()
+        .any(|suffix| media_type.ends_with(suffix))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
     pub architecture: String,
@@ -142,5 +152,27 @@ mod tests {
             os_version: None,
         };
         assert_eq!(p.to_string(), "linux/arm64/v8");
+    }
+
+    #[test]
+    fn layer_media_types_that_declare_compression() {
+        for compressed in [
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+        ] {
+            assert!(declares_compressed(compressed), "{compressed}");
+        }
+        for plain in [
+            "application/vnd.oci.image.layer.v1.tar",
+            "application/vnd.oci.empty.v1+json",
+            OCI_CONFIG,
+            "",
+        ] {
+            assert!(!declares_compressed(plain), "{plain}");
+        }
     }
 }

@@ -7,7 +7,48 @@ use std::io::{self, Write};
 /// The largest stored block deflate allows (RFC 1951, 3.2.4).
 const MAX_STORED: usize = 65_535;
 /// ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=255 (unknown): nothing that varies between builds.
-const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+pub(super) const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+/// A stored block's header: BFINAL/BTYPE, then LEN and NLEN.
+pub(super) const BLOCK_HEADER: u64 = 5;
+/// CRC-32 and ISIZE.
+pub(super) const TRAILER: u64 = 8;
+
+// Where each byte of a member lies follows from the rule `StoredGzip` writes by: a block of
+// exactly 65 535 bytes each time that many are in, and at the end one final block with what
+// is left (empty when the data is a whole number of blocks). So a member of `len` data bytes has
+// `len / 65 535 + 1` blocks, and data byte `pos` is in block `pos / 65 535`. The in-place
+// `.tar.gz` (`super::gzip_layout`) places bytes by these functions; `StoredGzip` below and the
+// tests hold the two to the same bytes.
+
+/// The length of a stored member holding `len` data bytes.
+pub(super) fn member_len(len: u64) -> u64 {
+    HEADER.len() as u64 + BLOCK_HEADER * (len / MAX_STORED as u64 + 1) + len + TRAILER
+}
+
+/// Where data byte `pos` lies, from the member's first byte.
+pub(super) fn data_offset(pos: u64) -> u64 {
+    HEADER.len() as u64 + BLOCK_HEADER * (pos / MAX_STORED as u64 + 1) + pos
+}
+
+/// The data bytes of the block holding data byte `pos` that come at or after it.
+pub(super) fn left_in_block(pos: u64) -> u64 {
+    MAX_STORED as u64 - pos % MAX_STORED as u64
+}
+
+/// Whether data byte `pos` is the first of a block (so its block header comes just before it).
+pub(super) fn starts_block(pos: u64) -> bool {
+    pos.is_multiple_of(MAX_STORED as u64)
+}
+
+/// The header of the block that starts at data byte `pos` in a member of `len` data bytes.
+pub(super) fn header_at(pos: u64, len: u64) -> [u8; 5] {
+    let max = MAX_STORED as u64;
+    if pos / max == len / max {
+        block_header(true, (len % max) as usize)
+    } else {
+        block_header(false, MAX_STORED)
+    }
+}
 
 #[derive(Debug)]
 pub struct StoredGzip<W: Write> {

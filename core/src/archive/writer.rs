@@ -90,6 +90,20 @@ pub fn looks_compressed(head: &[u8]) -> bool {
         || head.starts_with(b"BZh")
 }
 
+/// The deflate level of an entry whose body of `size` bytes starts with `head` (its first
+/// `min(size, 8)` bytes): 0 (stored blocks) for a compressed body, 1 for another large one, 6
+/// otherwise. A new gzip member starts wherever the level changes; the in-place `.tar.gz`
+/// (`super::gzip_layout`) follows the same rule, so both write the same bytes.
+pub(super) fn level_for(head: &[u8], size: u64) -> u32 {
+    if looks_compressed(head) {
+        0
+    } else if size >= LARGE_BODY {
+        1
+    } else {
+        6
+    }
+}
+
 impl<W: Write> TarWriter<W> {
     /// `mtime` is written on every entry (the bundle's `created` time).
     pub fn new(out: W, compression: OutputCompression, mtime: u64) -> Self {
@@ -167,14 +181,7 @@ impl<W: Write> TarWriter<W> {
                 }
                 head_len += n;
             }
-            let level = if looks_compressed(&buf[..head_len]) {
-                0
-            } else if size >= LARGE_BODY {
-                1
-            } else {
-                6
-            };
-            self.select_level(level)?;
+            self.select_level(level_for(&buf[..head_len], size))?;
             self.write_raw(&Header::encode_regular(path, size, mode, self.mtime))?;
             let mut written = head_len as u64;
             on_chunk(&buf[..head_len]);
@@ -204,6 +211,27 @@ impl<W: Write> TarWriter<W> {
         })();
         self.buf = buf;
         result
+    }
+
+    /// Ends the gzip member in progress, without the end-of-archive marker: the entries
+    /// appended so far as finished members (`super::gzip_layout` makes a run of deflated
+    /// entries this way, with this writer's own calls, so the bytes are the streaming ones).
+    pub(super) fn finish_member(self) -> io::Result<W> {
+        match self.sink {
+            Sink::Plain(w) => Ok(w),
+            Sink::Gzip {
+                member: Some((enc, _)),
+                ..
+            } => enc.finish(),
+            Sink::Gzip {
+                member: None,
+                idle: Some(w),
+            } => Ok(w),
+            Sink::Gzip {
+                member: None,
+                idle: None,
+            } => Err(io::Error::other("gzip output lost after an earlier error")),
+        }
     }
 
     /// Writes the end-of-archive marker and returns the underlying writer.
